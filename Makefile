@@ -1,0 +1,51 @@
+# lexgpt: `make run` runs the whole pipeline, `make test` runs the tests.
+# Both create .venv and install the project on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export LEXICAP_DIR ?= $(if $(wildcard ../shared/lexicap/vtt),$(abspath ../shared/lexicap/vtt),)
+
+.PHONY: install run test test-slow test-all ui mlflow-ui bench clean-state
+
+install: $(VENV)/.installed
+
+# A torch already on the machine (a GPU box) is reused through system site packages;
+# otherwise torch 2.13.0 is installed first so the project's torch range resolves to it.
+$(VENV)/.installed: pyproject.toml
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q torch==2.13.0; \
+	fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+run: install
+	$(VENV)/bin/lexgpt run
+
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
+
+test-all: install
+	$(PY) -m pytest -q
+
+ui: install
+	$(VENV)/bin/lexgpt ui
+
+mlflow-ui: install
+	$(VENV)/bin/lexgpt mlflow-ui
+
+bench: install
+	$(PY) bench/ingest.py
+	$(PY) bench/tokenizer.py
+	$(PY) bench/train.py
+	$(PY) bench/generate.py
+
+clean-state:
+	rm -rf data_lake/*/ .dagster/storage .dagster/history .dagster/schedules mlruns/mlflow.db mlruns/artifacts

@@ -1,0 +1,101 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Each write goes to a temporary file in the destination folder, is flushed and fsynced,
+then renamed over the destination with ``os.replace`` (atomic on POSIX). A process killed
+mid-write leaves at most a stray ``.tmp`` file, which the next write cleans away.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> write_text(d / "a.txt", "hello")
+>>> (d / "a.txt").read_text()
+'hello'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class LakeWriteError(OSError):
+    """A write into the data lake failed for a reason the user can act on."""
+
+
+def _explain(err: OSError, dest: Path) -> LakeWriteError:
+    if err.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "permission denied (is the folder writable?)"
+    else:
+        why = err.strerror or str(err)
+    return LakeWriteError(err.errno or 0, f"cannot write {dest}: {why}")
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; on success rename it onto ``dest``.
+
+    Use it for writers that want a path (``pyarrow.parquet.write_table``, ``torch.save``).
+    On any exception the temporary file is removed and ``dest`` is untouched.
+    """
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _explain(err, dest) from err
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, LakeWriteError):
+            raise
+        raise _explain(err, dest) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(dest: str | os.PathLike[str], text: str) -> None:
+    write_bytes(dest, text.encode("utf-8"))
+
+
+def write_json(dest: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as stable, human-readable JSON (sorted keys, so equal objects give equal bytes)."""
+    write_text(dest, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_parquet(dest: str | os.PathLike[str], table: Any) -> None:
+    """Write a pyarrow Table (or anything with ``to_arrow()``, e.g. a polars DataFrame)."""
+    import pyarrow.parquet as pq
+
+    if hasattr(table, "to_arrow"):
+        table = table.to_arrow()
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp, compression="zstd")

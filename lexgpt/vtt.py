@@ -1,0 +1,212 @@
+"""WebVTT parsing: bytes in, a list of cues out, or an error that names file and line.
+
+>>> cues = parse_vtt("WEBVTT\\n\\n00:01.000 --> 00:02.500\\n Hello there.\\n")
+>>> cues
+[Cue(start=1.0, end=2.5, text=' Hello there.', line=3)]
+>>> parse_vtt("00:01.000 --> 00:02.500\\n", path="ep.vtt")
+Traceback (most recent call last):
+...
+lexgpt.vtt.VTTParseError: ep.vtt:1: missing 'WEBVTT' header (file starts with '00:01.000 --> 00:02.500')
+
+Follows the W3C WebVTT parser (https://www.w3.org/TR/webvtt1/#file-parsing) with
+these deliberate differences, all in one direction: where the spec would quietly skip
+something that may hold transcript text, we raise instead, because a silently lost cue
+is the worst thing this module can do.
+
+- A timing line that does not parse raises (the spec drops the whole cue).
+- A block of text with no timing line raises (the spec drops it), except NOTE,
+  STYLE and REGION blocks, which are skipped anywhere in the file.
+- End before start raises unless ``allow_backwards=True`` (the spec keeps it).
+  Zero-length cues (end == start) are fine.
+- Settings must be separated from the end timestamp by whitespace and must not
+  contain ``-->``; they are validated no further and not returned.
+- A line of only spaces/tabs counts as blank (the spec would glue it to the cue
+  text); it is invisible in an editor, so it must not change what a file means.
+
+Kept as in the spec: a UTF-8 BOM is dropped; CRLF and lone CR are line breaks; NUL
+becomes U+FFFD; a line containing ``-->`` always starts a new cue, even without a
+blank line before it; a cue with an empty payload is kept with ``text == ""``.
+Cue text is returned verbatim (multi-line payloads joined with ``"\\n"``, no stripping:
+Whisper's leading space is data, and cleaning is a later, separate step).
+
+Why hand-written rather than ``webvtt-py``: that library is lenient where we must be
+strict (it skips what it cannot read), its errors carry no line numbers, and a plain
+string-operations loop is fast: the 802k Lexicap cues parse in a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_WS = " \t\f"  # the spec's whitespace, minus the line breaks already split away
+_BOM = "\ufeff"
+
+
+class VTTParseError(ValueError):
+    """A VTT file could not be parsed; ``str(err)`` is ``"{path}:{line}: {reason}"``."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        super().__init__(path, line, reason)
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.path}: {self.reason}"
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """One cue: times in seconds, payload text, and the 1-based line of its timing line."""
+
+    start: float
+    end: float
+    text: str
+    line: int
+
+
+def _is_blank(line: str) -> bool:
+    return not line or not line.strip(" \t")
+
+
+def _timestamp_ms(tok: str) -> int | None:
+    """``"01:02.345"`` or ``"1:01:02.345"`` -> milliseconds; None if malformed.
+
+    Per spec: minutes and seconds are exactly two digits (<= 59), the fraction exactly
+    three, hours one or more digits. A two-part stamp whose first part is not two
+    digits <= 59 would be hours without minutes, hence malformed.
+
+    >>> _timestamp_ms("01:02.345"), _timestamp_ms("1:00:00.000"), _timestamp_ms("01:02.34")
+    (62345, 3600000, None)
+    """
+    n = len(tok)
+    if n == 9 and tok[2] == ":" and tok[5] == ".":  # mm:ss.ttt, most Lexicap stamps
+        hh, mm, ss, frac = "0", tok[:2], tok[3:5], tok[6:]
+    else:
+        head, dot, frac = tok.rpartition(".")
+        parts = head.split(":")
+        if not dot or len(frac) != 3 or not 2 <= len(parts) <= 3:
+            return None
+        hh, mm, ss = parts if len(parts) == 3 else ("0", *parts)
+        if not hh or len(mm) != 2 or len(ss) != 2:
+            return None
+    digits = hh + mm + ss + frac
+    # isdigit alone accepts non-ASCII digits such as "²" or "٣", which int() would take.
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    m, s = int(mm), int(ss)
+    if m > 59 or s > 59:
+        return None
+    return ((int(hh) * 60 + m) * 60 + s) * 1000 + int(frac)
+
+
+def _parse_timing(line: str, lineno: int, path: str, allow_backwards: bool) -> tuple[float, float]:
+    arrow = line.find("-->")
+    start_tok = line[:arrow].strip(_WS)
+    rest = line[arrow + 3 :].lstrip(_WS)
+    end_tok = rest
+    for sep in _WS:
+        k = end_tok.find(sep)
+        if k >= 0:
+            end_tok = end_tok[:k]
+    settings = rest[len(end_tok) :]
+
+    start = _timestamp_ms(start_tok)
+    if start is None:
+        raise VTTParseError(path, lineno, f"malformed start timestamp {start_tok!r} in {line!r}")
+    end = _timestamp_ms(end_tok)
+    if end is None:
+        raise VTTParseError(path, lineno, f"malformed end timestamp {end_tok!r} in {line!r}")
+    if "-->" in settings:
+        raise VTTParseError(path, lineno, f"more than one '-->' in timing line {line!r}")
+    if end < start and not allow_backwards:
+        raise VTTParseError(path, lineno, f"cue ends before it starts: {line!r}")
+    # Integer milliseconds divided once: 4200 / 1000 == float("4.2") exactly.
+    return start / 1000, end / 1000
+
+
+def _decode(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        prefix = data[: err.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        line = prefix.count(b"\n") + 1
+        raise VTTParseError(
+            path, line, f"not valid UTF-8: byte 0x{data[err.start]:02x} at offset {err.start}"
+        ) from None
+
+
+def _is_block_keyword(line: str, word: str) -> bool:
+    return line.startswith(word) and (len(line) == len(word) or line[len(word)] in " \t")
+
+
+def parse_vtt(data: bytes | str, path: str = "<string>", *, allow_backwards: bool = False) -> list[Cue]:
+    """Parse a WebVTT document into cues, in file order. Raises VTTParseError.
+
+    ``path`` only labels errors. ``allow_backwards`` keeps cues whose end is before their
+    start (the real Lexicap data has two) instead of raising.
+    """
+    text = _decode(data, path) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if text.startswith(_BOM):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\0" in text:
+        text = text.replace("\0", "\ufffd")
+    if not text:
+        raise VTTParseError(path, 1, "empty file (expected a 'WEBVTT' header)")
+
+    lines = text.split("\n")
+    n = len(lines)
+    first = lines[0]
+    if not (first == "WEBVTT" or first.startswith(("WEBVTT ", "WEBVTT\t"))):
+        raise VTTParseError(path, 1, f"missing 'WEBVTT' header (file starts with {first[:40]!r})")
+
+    # Header metadata runs to the first blank line; a timing line also ends it (spec).
+    i = 1
+    while i < n and not _is_blank(lines[i]) and "-->" not in lines[i]:
+        i += 1
+
+    cues: list[Cue] = []
+    append = cues.append
+    while i < n:
+        line = lines[i]
+        if "-->" in line:
+            timing = i
+        elif _is_blank(line):
+            i += 1
+            continue
+        elif i + 1 < n and "-->" in lines[i + 1]:
+            timing = i + 1  # line i is the cue identifier
+        elif _is_block_keyword(line, "NOTE") or _is_block_keyword(line, "STYLE") or _is_block_keyword(
+            line, "REGION"
+        ):
+            i += 1
+            while i < n and not _is_blank(lines[i]) and "-->" not in lines[i]:
+                i += 1
+            continue
+        else:
+            raise VTTParseError(
+                path, i + 1, f"text without a cue timing line (would be lost): {line[:60]!r}"
+            )
+
+        start, end = _parse_timing(lines[timing], timing + 1, path, allow_backwards)
+        i = first_payload = timing + 1
+        while i < n and "-->" not in lines[i] and not _is_blank(lines[i]):
+            i += 1
+        if i == first_payload + 1:
+            payload = lines[first_payload]  # the common single-line cue, without a join
+        else:
+            payload = "\n".join(lines[first_payload:i])
+        append(Cue(start, end, payload, timing + 1))
+    return cues
+
+
+def read_vtt(path: str | os.PathLike[str], *, allow_backwards: bool = False) -> list[Cue]:
+    """Read and parse one VTT file; errors name ``path``."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return parse_vtt(data, os.fspath(path), allow_backwards=allow_backwards)

@@ -1,0 +1,130 @@
+"""Data stages: the VTT source, raw subtitles (cues), the cleaned corpus."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import polars as pl
+import pyarrow.parquet as pq
+
+from lexgpt import atomic, cleaning, corpus, ingest, lexicap
+from lexgpt.hashing import sha256_file, short
+from pipelines.lake import column_schema, markdown_table, write_lineage
+from pipelines.resources import DataLake, LexicapSource
+from pipelines.versioning import code_version
+
+GROUP = "data"
+RAW_FILE = ("raw_subtitles", "cues.parquet")
+CORPUS_FILE = ("cleaned_corpus", "corpus.parquet")
+
+
+@dg.observable_source_asset(
+    group_name=GROUP,
+    description="The Lexicap WebVTT caption files (a local folder, LEXICAP_DIR, or data.zip). "
+    "Versioned by content: a changed or added file makes raw_subtitles stale.",
+    owners=["team:data"],
+    tags={"kind": "vtt"},
+)
+def lexicap_vtt(source: LexicapSource) -> dg.DataVersion:
+    folder = source.resolve()
+    return dg.DataVersion(short(lexicap.source_fingerprint(folder, source.variant)))
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[lexicap_vtt],
+    code_version=code_version("lexgpt.vtt", "lexgpt.ingest", "lexgpt.lexicap", "pipelines.assets.data"),
+    description="Every caption cue of every episode, parsed from WebVTT (one row per cue).",
+    owners=["team:data"],
+    kinds={"parquet", "polars"},
+)
+def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake: DataLake) -> dg.MaterializeResult:
+    folder = source.resolve()
+    fingerprint = lexicap.source_fingerprint(folder, source.variant)
+    started = time.perf_counter()
+    cues = ingest.read_cues(folder, variant=source.variant)
+    seconds = time.perf_counter() - started
+    out = lake.path(*RAW_FILE)
+    atomic.write_parquet(out, cues)
+    digest = sha256_file(out)
+    write_lineage(out.parent, source_folder=str(folder), variant=source.variant,
+                  source_sha256=fingerprint, output_sha256=digest)
+    summary = ingest.summarize(cues)
+    context.log.info(f"parsed {summary['cues']} cues from {summary['episodes']} episodes in {seconds:.1f}s")
+    return dg.MaterializeResult(
+        metadata={
+            "episodes": summary["episodes"],
+            "cues": summary["cues"],
+            "hours_of_audio": round(float(summary["hours"]), 1),
+            "parse_seconds": round(seconds, 2),
+            "source": dg.MetadataValue.path(str(folder)),
+            "path": dg.MetadataValue.path(str(out)),
+            "dagster/row_count": summary["cues"],
+            "dagster/column_schema": column_schema(
+                [(f.name, str(f.type), "") for f in cues.schema]
+            ),
+        },
+        data_version=dg.DataVersion(short(digest)),
+    )
+
+
+def _corpus_code_version() -> str:
+    rules = cleaning.load_rules()
+    return code_version(
+        "lexgpt.cleaning", "lexgpt.corpus", "pipelines.assets.data",
+        extra=cleaning.rules_fingerprint(rules),
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[raw_subtitles],
+    code_version=_corpus_code_version(),
+    description="One cleaned text per episode. The cleaning rules are in "
+    "lexgpt/cleaning_rules.toml; this asset's code version is their hash. "
+    "Validated by a pandera schema before anything is written.",
+    owners=["team:data"],
+    kinds={"parquet", "pandera"},
+)
+def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
+    rules = cleaning.load_rules()
+    cues = pq.read_table(lake.path(*RAW_FILE))
+    df, hits = corpus.build_corpus(cues, rules)
+    try:
+        df = corpus.validate(df)
+    except corpus.CorpusValidationError as err:
+        cases = err.failure_cases
+        rows = cases.head(50).rows() if cases is not None else []
+        raise dg.Failure(
+            description=str(err),
+            metadata={
+                "failure_cases": markdown_table(cases.columns if cases is not None else [], [list(r) for r in rows]),
+                "failure_case_count": cases.height if cases is not None else 0,
+            },
+        ) from err
+    out = lake.path(*CORPUS_FILE)
+    atomic.write_parquet(out, df)
+    version = corpus.content_hash(df)
+    write_lineage(out.parent, raw_subtitles_sha256=sha256_file(lake.path(*RAW_FILE)),
+                  rules=[r.as_dict() for r in rules], rules_sha256=cleaning.rules_fingerprint(rules),
+                  content_sha256=version)
+    first = df.row(0, named=True)
+    preview = first["text"][:600]
+    return dg.MaterializeResult(
+        metadata={
+            "rows": df.height,
+            "chars": int(df["n_chars"].sum()),
+            "rules_sha256": cleaning.rules_fingerprint(rules)[:16],
+            "hits_per_rule": markdown_table(["rule", "hits"], [[k, v] for k, v in hits.items()]),
+            "preview": dg.MetadataValue.md(f"**Episode {first['episode_id']}**\n\n> {preview}…"),
+            "path": dg.MetadataValue.path(str(out)),
+            "dagster/row_count": df.height,
+            "dagster/column_schema": column_schema(corpus.schema_columns()),
+        },
+        data_version=dg.DataVersion(short(version)),
+    )
+
+
+def read_corpus(lake: DataLake) -> pl.DataFrame:
+    return pl.read_parquet(lake.path(*CORPUS_FILE))

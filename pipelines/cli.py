@@ -1,0 +1,209 @@
+"""The ``lexgpt`` command: run the pipeline, see what is stale, refresh it, generate text.
+
+    lexgpt run                      # materialize everything missing or stale (the main job)
+    lexgpt status                   # every asset: fresh / stale (why) / missing
+    lexgpt refresh [--config F]     # re-run only what is missing or stale, level by level
+    lexgpt generate "prompt"        # stream text from models:/lexgpt@champion
+    lexgpt lineage models:/lexgpt@champion
+    lexgpt promote 3                # move the champion alias (promote or roll back)
+    lexgpt ui | lexgpt mlflow-ui    # the Dagster and MLflow web UIs on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "models:/lexgpt@champion"
+
+
+def _load_config(path: str | None) -> dict[str, dict[str, Any]]:
+    if not path:
+        return {}
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise SystemExit(f"{path}: expected a mapping of asset name -> config, e.g. 'trained_model: {{max_steps: 100}}'")
+    return data
+
+
+def _effective(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Defaults merged with overrides for every configurable asset."""
+    from pipelines.assets.model import SamplesConfig, TrainingConfig
+    from pipelines.assets.tokens import BPEConfig
+
+    classes = {"bpe_vocab": BPEConfig, "trained_model": TrainingConfig, "evaluation_samples": SamplesConfig}
+    unknown = set(config) - set(classes)
+    if unknown:
+        raise SystemExit(f"no configurable asset named {', '.join(sorted(unknown))} (choose from {', '.join(classes)})")
+    return {name: cls(**config.get(name, {})).model_dump() for name, cls in classes.items()}
+
+
+def _instance_and_defs():
+    from pipelines.freshness import ensure_dagster_home
+
+    ensure_dagster_home()
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    return dg.DagsterInstance.get(), defs
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipelines.freshness import asset_states
+
+    instance, defs = _instance_and_defs()
+    config = _load_config(args.config)
+    states = asset_states(defs, instance, _effective(config) if config else None)
+    if args.json:
+        print(json.dumps([s.__dict__ for s in states], indent=2))
+        return 0
+    width = max(len(s.name) for s in states)
+    for s in states:
+        why = f"  ({'; '.join(s.causes)})" if s.status != "fresh" else ""
+        print(f"{s.name:<{width}}  {s.status}{why}")
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from pipelines.freshness import RefreshError, refresh
+
+    instance, defs = _instance_and_defs()
+    config = _load_config(args.config)
+    print(f"Dagster home: {os.environ['DAGSTER_HOME']}")
+    try:
+        report = refresh(defs, instance, run_config=config, effective_config=_effective(config),
+                         only=set(args.only) if args.only else None)
+    except RefreshError as err:
+        print(f"\nrefresh stopped: {err}", file=sys.stderr)
+        return 1
+    print(f"\nexecuted: {', '.join(report.executed) or 'nothing'}")
+    print(f"skipped (fresh): {', '.join(report.skipped) or 'nothing'}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lexgpt import tracking
+    from lexgpt.generate import generate, qa_prompt
+
+    tracking.configure()
+    model, tokenizer = tracking.load_model_for_generation(args.model)
+    prompt = qa_prompt(args.prompt) if args.qa else args.prompt
+    ids = tokenizer.encode(prompt)
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    pending: list[int] = []
+    for token in generate(model, ids, args.max_new_tokens, temperature=args.temperature,
+                          top_k=args.top_k or None, top_p=args.top_p, eos_id=tokenizer.eot_id,
+                          seed=args.seed):
+        pending.append(token)
+        text = tokenizer.decode(pending)
+        if "\ufffd" not in text:  # wait until a multi-byte character is complete
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            pending.clear()
+    sys.stdout.write(tokenizer.decode(pending) + "\n")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from lexgpt import tracking
+
+    tracking.configure()
+    info = tracking.lineage(args.model)
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from lexgpt import tracking
+
+    tracking.configure()
+    tracking.set_alias(args.name, args.alias, args.version)
+    print(f"{args.name}@{args.alias} -> version {args.version}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pipelines.freshness import ensure_dagster_home
+
+    home = ensure_dagster_home()
+    root = Path(__file__).resolve().parent.parent
+    os.chdir(root)
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
+    os.execvp("dagster", ["dagster", "dev", "-w", str(root / "workspace.yaml"),
+                          "-h", args.host, "-p", str(args.port)])
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    from lexgpt import paths
+
+    uri = paths.tracking_uri()
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri})")
+    os.execvp("mlflow", ["mlflow", "ui", "--backend-store-uri", uri,
+                         "--default-artifact-root", paths.artifact_root(),
+                         "-h", args.host, "-p", str(args.port)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lexgpt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, help_ in (("run", "materialize every missing or stale asset (the whole pipeline)"),
+                        ("refresh", "re-run only what is missing or stale, level by level")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", help="YAML/JSON file: asset name -> run config overrides")
+        p.add_argument("--only", nargs="+", metavar="ASSET", help="limit the walk to these assets")
+        p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser("status", help="show every asset as fresh / stale (with the cause) / missing")
+    p.add_argument("--config", help="compare against this run config too")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("generate", help="stream generated text from a registered model")
+    p.add_argument("prompt")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--qa", action="store_true", help="the notebook's podcast question-answer framing")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("lineage", help="data versions, rules hash and commit behind a model")
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("promote", help="point an alias (champion by default) at a model version")
+    p.add_argument("version")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--name", default="lexgpt")
+    p.set_defaults(func=cmd_promote)
+
+    for name, func, port in (("ui", cmd_ui, 3000), ("mlflow-ui", cmd_mlflow_ui, 5000)):
+        p = sub.add_parser(name, help=f"start the {'Dagster' if name == 'ui' else 'MLflow'} web UI")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=port)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

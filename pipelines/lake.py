@@ -1,0 +1,31 @@
+"""Small helpers the assets share: lineage sidecars and Dagster metadata tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from lexgpt import atomic
+
+
+def write_lineage(folder: Path, **fields: Any) -> dict[str, Any]:
+    """Record next to an artifact what it was made from (input hashes, config, code)."""
+    atomic.write_json(folder / "lineage.json", fields)
+    return fields
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def column_schema(columns: list[tuple[str, str, str]]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, dtype, description=desc) for name, dtype, desc in columns]
+    )

@@ -1,0 +1,388 @@
+"""lexgpt.tracking and the lexgpt.mlflow_model pyfunc, against a throw-away sqlite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lexgpt import tracking
+
+REPO = Path(__file__).resolve().parents[1]
+
+LINEAGE = {
+    "corpus_version": "corpus-abc123",
+    "vocab_version": "vocab-def456",
+    "shards_version": "shards-789",
+    "rules_hash": "rules-0f0f",
+}
+
+SENTENCES = [
+    "The following is a conversation with a researcher on the Lex Fridman podcast.",
+    "We talk about science, technology, and the nature of intelligence.",
+    "I think that love is the answer to most questions about the meaning of life.",
+    "Neural networks learn representations from data through gradient descent.",
+    "That's such an interesting question. I think that consciousness is a mystery.",
+] * 4
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh sqlite store + LEXGPT_HOME under tmp_path; tracking configured for it."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("LEXGPT_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    assert tracking.configure() == uri
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def _history(n_steps: int = 600, val_every: int = 50) -> list[dict]:
+    rows = []
+    for step in range(n_steps):
+        row = {
+            "step": step,
+            "train_loss": 5.0 - step * 0.005,
+            "lr": 1e-3,
+            "grad_norm": 1.0 + (step % 7) * 0.1,
+            "tokens_per_s": 1234.5,
+            "note": "text is skipped",
+            "val_loss": None,
+        }
+        if step % val_every == 0:
+            row["val_loss"] = 5.1 - step * 0.004
+            row["val_bpc"] = 2.5 - step * 0.001
+        rows.append(row)
+    return rows
+
+
+def _artifact_files(run_id: str, path: str = "") -> set[str]:
+    client = MlflowClient()
+    out = set()
+    for info in client.list_artifacts(run_id, path):
+        if info.is_dir:
+            out |= _artifact_files(run_id, info.path)
+        else:
+            out.add(info.path)
+    return out
+
+
+# --------------------------------------------------------------------------- run logging
+
+
+def test_experiment_artifacts_live_under_mlruns(store, tmp_path):
+    exp_id = tracking.get_or_create_experiment()
+    assert tracking.get_or_create_experiment() == exp_id  # idempotent
+    exp = MlflowClient().get_experiment(exp_id)
+    assert exp.name == "lexgpt"
+    assert exp.artifact_location.startswith((tmp_path / "mlruns").as_uri())
+
+
+def test_relative_sqlite_uri_is_refused():
+    with pytest.raises(ValueError, match="relative sqlite"):
+        tracking.configure("sqlite:///mlruns/mlflow.db")
+
+
+def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeypatch):
+    calls = []
+    real_log_batch = MlflowClient.log_batch
+
+    def spy(self, run_id, metrics=(), params=(), tags=(), *args, **kwargs):
+        calls.append((len(metrics or ()), len(params or ()), len(tags or ())))
+        return real_log_batch(self, run_id, metrics, params, tags, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", spy)
+
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text(json.dumps({"fake": "tokenizer"}))
+    config = {
+        "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
+        "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "schedule": {"warmup": 100}},
+        "max_steps": 600,
+        "preset": "cpu-tiny",
+    }
+    history = _history()
+    samples = [{"prompt": "What is love?", "completion": "I think that love is"},
+               {"prompt": "Hello", "completion": "world"}]
+    run_id = tracking.log_training_run(
+        config=config, history=history, tokenizer_path=tok, samples=samples,
+        tags=LINEAGE, run_name="unit",
+    )
+    assert mlflow.active_run() is None  # the run it started was ended
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+
+    # metrics: batched, every value landed
+    metric_calls = [m for m, _, _ in calls if m]
+    n_values = 600 * 4 + 12 * 2  # train_loss, lr, grad_norm, tokens_per_s; val_loss, val_bpc
+    assert sum(metric_calls) == n_values
+    assert max(metric_calls) <= 1000
+    assert len(metric_calls) == -(-n_values // 1000)
+    assert len(client.get_metric_history(run_id, "train_loss")) == 600
+    assert len(client.get_metric_history(run_id, "val_loss")) == 12
+    bpc = client.get_metric_history(run_id, "val_bpc")
+    assert sorted(m.step for m in bpc) == list(range(0, 600, 50))
+    assert "note" not in run.data.metrics
+
+    # params: flattened
+    params = run.data.params
+    assert params["model.n_layer"] == "4"
+    assert params["optim.schedule.warmup"] == "100"
+    assert params["optim.betas"] == "[0.9, 0.95]"
+    assert params["preset"] == "cpu-tiny"
+
+    # tags
+    tags = run.data.tags
+    for key, value in LINEAGE.items():
+        assert tags[f"lexgpt.{key}"] == value
+    assert tags["lexgpt.git_commit"]
+
+    # artifacts: loss curve PNG, tokenizer, samples table
+    files = _artifact_files(run_id)
+    assert tracking.LOSS_CURVE_ARTIFACT in files
+    assert "tokenizer/tokenizer.json" in files
+    assert tracking.SAMPLES_ARTIFACT in files
+    png = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=tracking.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 5000
+    assert str(png).startswith(str(tmp_path))
+    table = client.load_table(run.info.experiment_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
+    assert list(table["completion"]) == ["I think that love is", "world"]
+    # artifacts physically live under LEXGPT_HOME/mlruns
+    assert (tmp_path / "mlruns" / "artifacts").is_dir()
+
+
+def test_log_training_run_uses_active_run(store):
+    with tracking.start_run("outer", tags={"corpus_version": "c1"}) as run:
+        rid = tracking.log_training_run(config={"a": 1}, history=[{"step": 0, "train_loss": 1.0}])
+        assert rid == run.info.run_id
+    data = MlflowClient().get_run(rid).data
+    assert data.params == {"a": "1"}
+    assert data.tags["lexgpt.corpus_version"] == "c1"
+
+
+def test_flatten():
+    assert tracking.flatten({"a": {"b": {"c": 1}, "d": 2}, "e": {}}) == {"a.b.c": 1, "a.d": 2, "e": "{}"}
+
+
+def test_git_commit(tmp_path):
+    assert tracking.git_commit(tmp_path) == "unknown"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    assert tracking.git_commit(repo) == "unknown"  # no commit yet
+    (repo / "f.txt").write_text("1")
+    subprocess.run(["git", "add", "f.txt"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=repo, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert tracking.git_commit(repo) == sha
+    (repo / "f.txt").write_text("2")
+    assert tracking.git_commit(repo) == sha + "-dirty"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _fake_version(client: MlflowClient, tmp_path: Path, name: str, bpc: float) -> str:
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        pass
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    mv = client.create_model_version(name, src.as_uri(), tags={"val_bpc": repr(bpc), **{
+        f"lexgpt.{k}": v for k, v in LINEAGE.items()}})
+    return str(mv.version)
+
+
+def test_champion_gate(store, tmp_path):
+    client = MlflowClient()
+    v1 = _fake_version(client, tmp_path, "lexgpt", 2.0)
+    assert tracking.promote("lexgpt", v1, 2.0) == "champion"
+    v2 = _fake_version(client, tmp_path, "lexgpt", 2.5)
+    assert tracking.promote("lexgpt", v2, 2.5) == "challenger"
+    assert str(client.get_model_version_by_alias("lexgpt", "champion").version) == v1
+    assert str(client.get_model_version_by_alias("lexgpt", "challenger").version) == v2
+    v_tie = _fake_version(client, tmp_path, "lexgpt", 2.0)
+    assert tracking.promote("lexgpt", v_tie, 2.0) == "challenger"  # strictly lower only
+    v3 = _fake_version(client, tmp_path, "lexgpt", 1.5)
+    assert tracking.promote("lexgpt", v3, 1.5) == "champion"
+    assert str(client.get_model_version_by_alias("lexgpt", "champion").version) == v3
+    v_nan = _fake_version(client, tmp_path, "lexgpt", float("nan"))
+    assert tracking.promote("lexgpt", v_nan, float("nan")) == "challenger"
+
+    # manual rollback, and lineage through the alias
+    tracking.set_alias("lexgpt", "champion", v1)
+    info = tracking.lineage("models:/lexgpt@champion")
+    assert info["version"] == v1
+    assert info["val_bpc"] == 2.0
+    assert "champion" in info["aliases"]
+    for key, value in LINEAGE.items():
+        assert info[f"lexgpt.{key}"] == value
+    assert tracking.lineage(f"models:/lexgpt/{v3}")["val_bpc"] == 1.5
+    with pytest.raises(ValueError):
+        tracking.lineage("models:/lexgpt")
+
+
+# --------------------------------------------------------------------------- the pyfunc
+
+
+@pytest.fixture
+def tiny_model_files(tmp_path):
+    """A random-init tiny GPT, its config.json and a tiny tokenizer trained on a few sentences."""
+    torch = pytest.importorskip("torch")
+    bpe = pytest.importorskip("lexgpt.bpe", reason="lexgpt.bpe not written yet")
+    from lexgpt.model import GPT, GPTConfig
+
+    tok = bpe.BPETokenizer.train(SENTENCES, 300)
+    tok_path = tmp_path / "files" / "tokenizer.json"
+    tok_path.parent.mkdir()
+    tok.save(tok_path)
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)
+    model = GPT(cfg)
+    weights = tmp_path / "files" / "model.pt"
+    torch.save(model.state_dict(), weights)
+    config = tmp_path / "files" / "config.json"
+    config.write_text(json.dumps(cfg.to_dict()))
+    return weights, config, tok_path
+
+
+_FRESH = textwrap.dedent(
+    """
+    import json, sys
+    # prove the model does not need lexgpt installed: drop the editable-install finder
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path = [p for p in sys.path if p not in ("", ".") and "{repo}" not in p]
+    import mlflow
+    m = mlflow.pyfunc.load_model("models:/lexgpt@champion")
+    out = m.predict(["What is the meaning of life?", "Hello"], params={{"max_new_tokens": 12}})
+    out_qa = m.predict("What is love?", params={{"max_new_tokens": 5, "qa": True}})
+    import lexgpt
+    print(json.dumps({{"out": out, "qa": out_qa, "lexgpt": lexgpt.__file__}}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_pyfunc_register_and_load_in_fresh_process(store, tmp_path, tiny_model_files):
+    weights, config, tok_path = tiny_model_files
+    with tracking.start_run("train", tags=LINEAGE) as run:
+        info = tracking.log_and_register_model(weights, config, tok_path, val_bpc=2.0, tags=LINEAGE)
+    assert info.run_id == run.info.run_id
+    assert info.version == "1"
+    assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
+
+    lin = tracking.lineage("models:/lexgpt@champion")
+    assert lin["run_id"] == run.info.run_id
+    assert lin["val_bpc"] == 2.0
+    assert lin["lexgpt.run_id"] == run.info.run_id
+    for key, value in LINEAGE.items():
+        assert lin[f"lexgpt.{key}"] == value
+    assert lin["lexgpt.git_commit"]
+
+    # the logged model: models from code, explicit requirements, lexgpt in code/
+    local = Path(mlflow.artifacts.download_artifacts("models:/lexgpt/1", dst_path=str(tmp_path / "m")))
+    mlmodel = (local / "MLmodel").read_text()
+    assert "model_code_path" in mlmodel
+    assert not list(local.rglob("*.pkl")) and not list(local.rglob("python_model*"))
+    reqs = (local / "requirements.txt").read_text()
+    assert "torch" in reqs and "mlflow==" in reqs
+    assert (local / "code" / "lexgpt" / "mlflow_model.py").is_file()
+    assert not list((local / "code").rglob("__pycache__"))
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    env.pop("LEXGPT_HOME", None)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH.format(repo=str(REPO))],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(result["out"]) == 2
+    assert all(isinstance(s, str) and s for s in result["out"])
+    assert len(result["qa"]) == 1 and result["qa"][0]
+    assert not result["lexgpt"].startswith(str(REPO) + os.sep)  # loaded from the model's code/
+
+    # in process: other input shapes, determinism under a fixed seed
+    import pandas as pd
+
+    m = mlflow.pyfunc.load_model("models:/lexgpt@champion")
+    a = m.predict(pd.DataFrame({"prompt": ["Hello", "Love"]}), params={"max_new_tokens": 6, "seed": 3})
+    b = m.predict(["Hello", "Love"], params={"max_new_tokens": 6, "seed": 3})
+    assert a == b and len(a) == 2 and all(a)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_files):
+    weights, config, tok_path = tiny_model_files
+    info = tracking.log_and_register_model(weights, config, tok_path, val_bpc=1.0, tags=LINEAGE)
+    assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
+
+    port = _free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    cmd = [str(mlflow_cli), "models", "serve", "-m", "models:/lexgpt@champion",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            cmd, cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": store},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log_path.read_text()[-4000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, "server did not come up:\n" + log_path.read_text()[-4000:]
+            time.sleep(0.5)
+        body = json.dumps({"inputs": ["What is the meaning of life?"], "params": {"max_new_tokens": 8}})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.loads(r.read())
+        preds = answer["predictions"]
+        assert len(preds) == 1 and isinstance(preds[0], str) and preds[0]
+    finally:
+        import signal
+
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
