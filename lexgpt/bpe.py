@@ -31,7 +31,7 @@ import multiprocessing
 import os
 import re
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -78,7 +78,7 @@ def split_text(text: str) -> list[str]:
     """Cut ``text`` into chunks with the GPT-4 pattern; ``"".join`` of them is ``text``.
 
     >>> split_text("Hello world's  123456 ok!!\\n")
-    ['Hello', ' world', "'s", ' ', ' 123', '456', ' ok', '!!\\n']
+    ['Hello', ' world', "'s", ' ', ' ', '123', '456', ' ok', '!!\\n']
 
     ASCII stretches go through the fast ``re`` spelling; only the words around non-ASCII
     characters go through ``regex``.
@@ -439,20 +439,40 @@ def _learn_merges(counts: Counter[str], n_merges: int) -> list[tuple[int, int]]:
         merges.append(pair)
         tokens.append(merged)
         known.add(merged)
-        delta: dict[tuple[int, int], int] = {}
+        # Rewrite each chunk holding the pair; only the neighbours of a merged
+        # occurrence change: (prev, a) -> (prev, new) and (b, next) -> (new, next).
+        # ``prev`` is read from the rewritten output, which makes runs like "abab"
+        # come out right: the (new, a) added for the first hit is taken back by the second.
+        delta: defaultdict[tuple[int, int], int] = defaultdict(int)
         for wi in where.pop(pair):
             w = words[wi]
-            nw = _merge(w, a, b, new)
-            if len(nw) == len(w):
-                continue  # stale index entry: an earlier merge took the pair away
+            if len(w) < 2:
+                continue
             f = freqs[wi]
-            for p in zip(w, w[1:]):
-                delta[p] = delta.get(p, 0) - f
-            for p in zip(nw, nw[1:]):
-                delta[p] = delta.get(p, 0) + f
-                if new in p:
-                    where.setdefault(p, set()).add(wi)
-            words[wi] = nw
+            out: list[int] = []
+            i, n, hit = 0, len(w), False
+            while i < n:
+                if w[i] == a and i + 1 < n and w[i + 1] == b:
+                    hit = True
+                    if out:
+                        prv = out[-1]
+                        delta[prv, a] -= f
+                        delta[prv, new] += f
+                        where.setdefault((prv, new), set()).add(wi)
+                    if i + 2 < n:
+                        nxt = w[i + 2]
+                        delta[b, nxt] -= f
+                        delta[new, nxt] += f
+                        where.setdefault((new, nxt), set()).add(wi)
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            if hit:
+                words[wi] = out
+        del stats[pair]
+        delta.pop(pair, None)
         for p, d in delta.items():
             if d == 0 or p not in stats and d < 0:
                 continue

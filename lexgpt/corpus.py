@@ -1,6 +1,6 @@
 """The cleaned corpus: one row per episode, validated before it is ever written.
 
-Cues of an episode are joined with single spaces (captions are sentence fragments; the
+Cues of an episode are stripped and joined with single spaces (captions are sentence fragments; the
 line breaks inside a cue are Whisper's layout, not the speaker's), then the cleaning rules
 run over the whole episode text. The pandera schema guards what downstream relies on:
 one row per episode, non-empty text, and ``n_chars`` that matches the text.
@@ -11,7 +11,7 @@ one row per episode, non-empty text, and ``n_chars`` that matches the text.
 ...                  "end_s": [1.0, 2.5], "text": [" Hello ", "world ."], "source_file": ["e1.vtt"] * 2})
 >>> df, hits = build_corpus(cues, [Rule("ws", r"\\s+", " "), Rule("punct", r" ([.])", r"\\1")])
 >>> df.select("episode_id", "text", "n_chars").rows()
-[(1, ' Hello world.', 13)]
+[(1, 'Hello world.', 12)]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def build_corpus(cues: pyarrow.Table, rules: list[Rule]) -> tuple[pl.DataFrame, 
         .sort("episode_id", "cue_index")
         .group_by("episode_id", maintain_order=True)
         .agg(
-            pl.col("text").str.join(" ").alias("raw_text"),
+            pl.col("text").str.strip_chars().str.join(" ").alias("raw_text"),
             pl.len().alias("n_cues"),
             pl.col("end_s").max().alias("duration_s"),
             pl.col("source_file").first(),

@@ -108,7 +108,9 @@ def _ensure_sqlite_dir(uri: str) -> None:
 
 
 def _client() -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri())
+    return MlflowClient(
+        tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri()
+    )
 
 
 def _ensure_configured() -> None:
@@ -155,7 +157,8 @@ def start_run(
     if run_id is not None:
         ctx = mlflow.start_run(run_id=run_id)
     else:
-        ctx = mlflow.start_run(run_name=run_name, experiment_id=get_or_create_experiment(experiment))
+        experiment_id = get_or_create_experiment(experiment)
+        ctx = mlflow.start_run(run_name=run_name, experiment_id=experiment_id)
     with ctx as run:
         set_lineage_tags(tags or {}, run_id=run.info.run_id)
         yield run
@@ -553,13 +556,16 @@ def log_and_register_model(
         "config": str(Path(config_path).resolve()),
         "tokenizer": str(Path(tokenizer_path).resolve()),
     }
-    example = (["Lex: What is the meaning of life?"], dict(example_params or {"max_new_tokens": 4}))
+    example = (
+        ["Lex: What is the meaning of life?"],
+        dict(example_params or {"max_new_tokens": 4}),
+    )
     with _using_run(run_id) as rid, tempfile.TemporaryDirectory(prefix="lexgpt-code-") as tmp:
         package = _stage_package(Path(tmp))
         model_info = _log_model_in_run(rid, artifacts=artifacts, package=package, example=example)
         version_tags[RUN_ID_TAG] = rid
         if math.isfinite(val_bpc):
-            _client().log_metric(rid, "model_val_bpc", val_bpc)
+            _client().log_metric(rid, "registered_val_bpc", val_bpc)
         mv = mlflow.register_model(model_info.model_uri, registered_name, tags=version_tags)
     return ModelVersionInfo(
         name=registered_name,
@@ -574,7 +580,10 @@ def log_and_register_model(
 
 def _log_model_in_run(rid: str, *, artifacts, package: Path, example):
     active = mlflow.active_run()
-    ctx = contextlib.nullcontext() if active and active.info.run_id == rid else mlflow.start_run(run_id=rid)
+    if active is not None and active.info.run_id == rid:
+        ctx = contextlib.nullcontext()
+    else:  # nested: another run may be active in this thread
+        ctx = mlflow.start_run(run_id=rid, nested=active is not None)
     with ctx:
         return mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT_NAME,
@@ -638,7 +647,10 @@ def promote(registered_name: str, version: int | str, val_bpc: float) -> str:
     alias = CHAMPION if wins else CHALLENGER
     client.set_registered_model_alias(registered_name, alias, version)
     if wins and current is not None:
-        log.info("%s: champion v%s -> v%s (val_bpc %s)", registered_name, current.version, version, val_bpc)
+        log.info(
+            "%s: champion v%s -> v%s (val_bpc %s)",
+            registered_name, current.version, version, val_bpc,
+        )
     return alias
 
 
@@ -663,9 +675,14 @@ def get_model_version(model_uri: str):
     if alias is not None:
         return client.get_model_version_by_alias(name, alias)
     if version.lower() == "latest":
-        versions = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"], max_results=1)
+        versions = client.search_model_versions(
+            f"name = '{name}'", order_by=["version_number DESC"], max_results=1
+        )
         if not versions:
-            raise MlflowException(f"registered model {name!r} has no versions", error_code="RESOURCE_DOES_NOT_EXIST")
+            raise MlflowException(
+                f"registered model {name!r} has no versions",
+                error_code="RESOURCE_DOES_NOT_EXIST",
+            )
         return versions[0]
     return client.get_model_version(name, version)
 
@@ -687,6 +704,6 @@ def lineage(model_uri: str) -> dict[str, Any]:
     for key in LINEAGE_KEYS:
         out.setdefault(key, tags.get(key))
     for key, value in sorted(tags.items()):
-        if key not in (VAL_BPC_TAG, RUN_ID_TAG):
+        if key != VAL_BPC_TAG:
             out[key] = value
     return out

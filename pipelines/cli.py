@@ -86,6 +86,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         return 1
     print(f"\nexecuted: {', '.join(report.executed) or 'nothing'}")
     print(f"skipped (fresh): {', '.join(report.skipped) or 'nothing'}")
+    if args.json:
+        print(json.dumps({"executed": report.executed, "skipped": report.skipped}))
     return 0
 
 
@@ -164,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", help="YAML/JSON file: asset name -> run config overrides")
         p.add_argument("--only", nargs="+", metavar="ASSET", help="limit the walk to these assets")
+        p.add_argument("--json", action="store_true", help="end with a JSON line: executed, skipped")
         p.set_defaults(func=cmd_refresh)
 
     p = sub.add_parser("status", help="show every asset as fresh / stale (with the cause) / missing")

@@ -8,7 +8,6 @@ ones whose inputs are all fresh — following the same rule as ``lexgpt refresh`
 per tick until nothing is stale.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG

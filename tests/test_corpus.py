@@ -25,7 +25,7 @@ def test_cues_are_joined_per_episode_in_cue_order():
         (1, "Hello there", 11, 1, 1.5, "episode_001_large.vtt"),
         (2, "Hi world", 8, 2, 3.0, "episode_002_large.vtt"),
     ]
-    assert hits == {"ws": 4, "strip": 2}  # 3 in episode 1, the joining space in 2
+    assert hits == {"ws": 2, "strip": 0}  # cues are stripped before joining
     validate(df)
 
 

@@ -156,7 +156,9 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
     assert tracking.LOSS_CURVE_ARTIFACT in files
     assert "tokenizer/tokenizer.json" in files
     assert tracking.SAMPLES_ARTIFACT in files
-    png = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=tracking.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")))
+    png = Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=tracking.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")
+    ))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5000
     assert str(png).startswith(str(tmp_path))
@@ -176,7 +178,8 @@ def test_log_training_run_uses_active_run(store):
 
 
 def test_flatten():
-    assert tracking.flatten({"a": {"b": {"c": 1}, "d": 2}, "e": {}}) == {"a.b.c": 1, "a.d": 2, "e": "{}"}
+    flat = tracking.flatten({"a": {"b": {"c": 1}, "d": 2}, "e": {}})
+    assert flat == {"a.b.c": 1, "a.d": 2, "e": "{}"}
 
 
 def test_git_commit(tmp_path):
@@ -189,7 +192,9 @@ def test_git_commit(tmp_path):
     (repo / "f.txt").write_text("1")
     subprocess.run(["git", "add", "f.txt"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=repo, check=True)
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     assert tracking.git_commit(repo) == sha
     (repo / "f.txt").write_text("2")
     assert tracking.git_commit(repo) == sha + "-dirty"
@@ -268,7 +273,7 @@ _FRESH = textwrap.dedent(
     import json, sys
     # prove the model does not need lexgpt installed: drop the editable-install finder
     sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-    sys.path = [p for p in sys.path if p not in ("", ".") and "{repo}" not in p]
+    sys.path = [p for p in sys.path if p not in ("", ".", {repo!r})]
     import mlflow
     m = mlflow.pyfunc.load_model("models:/lexgpt@champion")
     out = m.predict(["What is the meaning of life?", "Hello"], params={{"max_new_tokens": 12}})
@@ -279,25 +284,34 @@ _FRESH = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-def test_pyfunc_register_and_load_in_fresh_process(store, tmp_path, tiny_model_files):
-    weights, config, tok_path = tiny_model_files
+def _register(weights, config, tok_path, val_bpc=2.0):
     with tracking.start_run("train", tags=LINEAGE) as run:
-        info = tracking.log_and_register_model(weights, config, tok_path, val_bpc=2.0, tags=LINEAGE)
+        info = tracking.log_and_register_model(
+            weights, config, tok_path, val_bpc=val_bpc, tags=LINEAGE
+        )
     assert info.run_id == run.info.run_id
-    assert info.version == "1"
     assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
+    return info
+
+
+def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
+    info = _register(*tiny_model_files)
+    assert info.version == "1"
+    assert info.model_uri == "models:/lexgpt/1"
 
     lin = tracking.lineage("models:/lexgpt@champion")
-    assert lin["run_id"] == run.info.run_id
+    assert lin["run_id"] == info.run_id
+    assert lin["lexgpt.run_id"] == info.run_id
     assert lin["val_bpc"] == 2.0
-    assert lin["lexgpt.run_id"] == run.info.run_id
     for key, value in LINEAGE.items():
         assert lin[f"lexgpt.{key}"] == value
     assert lin["lexgpt.git_commit"]
+    json.dumps(lin)  # printable by `lexgpt lineage`
 
     # the logged model: models from code, explicit requirements, lexgpt in code/
-    local = Path(mlflow.artifacts.download_artifacts("models:/lexgpt/1", dst_path=str(tmp_path / "m")))
+    local = Path(
+        mlflow.artifacts.download_artifacts("models:/lexgpt/1", dst_path=str(tmp_path / "m"))
+    )
     mlmodel = (local / "MLmodel").read_text()
     assert "model_code_path" in mlmodel
     assert not list(local.rglob("*.pkl")) and not list(local.rglob("python_model*"))
@@ -305,7 +319,28 @@ def test_pyfunc_register_and_load_in_fresh_process(store, tmp_path, tiny_model_f
     assert "torch" in reqs and "mlflow==" in reqs
     assert (local / "code" / "lexgpt" / "mlflow_model.py").is_file()
     assert not list((local / "code").rglob("__pycache__"))
+    for name in ("model.pt", "config.json", "tokenizer.json"):
+        assert list(local.rglob(name)), name
 
+    # in process: every input shape, determinism under a fixed seed
+    import pandas as pd
+
+    m = mlflow.pyfunc.load_model("models:/lexgpt@champion")
+    params = {"max_new_tokens": 6, "seed": 3}
+    a = m.predict(pd.DataFrame({"prompt": ["Hello", "Love"]}), params=params)
+    b = m.predict(["Hello", "Love"], params=params)
+    assert a == b and len(a) == 2 and all(isinstance(x, str) and x for x in a)
+    one = m.predict(
+        "What is love?", params={"max_new_tokens": 5, "qa": True, "top_k": 0, "top_p": 0.9}
+    )
+    assert len(one) == 1 and one[0]
+    # an empty prompt starts from <|endoftext|>
+    assert m.predict([""], params={"max_new_tokens": 3})[0]
+
+
+@pytest.mark.slow
+def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_model_files):
+    _register(*tiny_model_files)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}
@@ -320,15 +355,9 @@ def test_pyfunc_register_and_load_in_fresh_process(store, tmp_path, tiny_model_f
     assert len(result["out"]) == 2
     assert all(isinstance(s, str) and s for s in result["out"])
     assert len(result["qa"]) == 1 and result["qa"][0]
-    assert not result["lexgpt"].startswith(str(REPO) + os.sep)  # loaded from the model's code/
-
-    # in process: other input shapes, determinism under a fixed seed
-    import pandas as pd
-
-    m = mlflow.pyfunc.load_model("models:/lexgpt@champion")
-    a = m.predict(pd.DataFrame({"prompt": ["Hello", "Love"]}), params={"max_new_tokens": 6, "seed": 3})
-    b = m.predict(["Hello", "Love"], params={"max_new_tokens": 6, "seed": 3})
-    assert a == b and len(a) == 2 and all(a)
+    # lexgpt was imported from the model's own code/ folder, not the checkout
+    assert not result["lexgpt"].startswith(str(REPO) + os.sep)
+    assert Path(result["lexgpt"]).parts[-3:] == ("code", "lexgpt", "__init__.py")
 
 
 def _free_port() -> int:
@@ -340,8 +369,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_files):
     weights, config, tok_path = tiny_model_files
-    info = tracking.log_and_register_model(weights, config, tok_path, val_bpc=1.0, tags=LINEAGE)
-    assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
+    _register(weights, config, tok_path, val_bpc=1.0)
 
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
@@ -363,9 +391,13 @@ def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_fil
                         break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
-            assert time.monotonic() < deadline, "server did not come up:\n" + log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, (
+                "server did not come up:\n" + log_path.read_text()[-4000:]
+            )
             time.sleep(0.5)
-        body = json.dumps({"inputs": ["What is the meaning of life?"], "params": {"max_new_tokens": 8}})
+        body = json.dumps(
+            {"inputs": ["What is the meaning of life?"], "params": {"max_new_tokens": 8}}
+        )
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=body.encode(),
             headers={"Content-Type": "application/json"},

@@ -1,6 +1,5 @@
 """Data stages: the VTT source, raw subtitles (cues), the cleaned corpus."""
 
-from __future__ import annotations
 
 import time
 

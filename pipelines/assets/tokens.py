@@ -1,6 +1,5 @@
 """Tokenizer stages: the BPE vocabulary and the uint16 token shards (with checks)."""
 
-from __future__ import annotations
 
 import time
 

@@ -1,0 +1,102 @@
+"""Shared fixtures: a small synthetic Lexicap folder and an isolated lexgpt home."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_LEXICAP = Path(os.environ.get("LEXICAP_DIR", REPO.parent / "shared" / "lexicap" / "vtt"))
+
+WORDS = (
+    "the a of to and in that is it you I think we what so like this be have do know not "
+    "about people there are one just really thing way life time more world mind love "
+    "intelligence human machine learning system question beautiful idea consciousness "
+    "universe physics program neural network robot science truth meaning, fascinating."
+).split()
+
+
+def fmt(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m):02d}:{s:06.3f}"
+
+
+def write_episode(folder: Path, episode: int, n_cues: int = 120, seed: int | None = None) -> Path:
+    rng = random.Random(episode if seed is None else seed)
+    lines = ["WEBVTT", ""]
+    t = 0.0
+    for _ in range(n_cues):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12)))
+        start, t = t, t + rng.uniform(1.0, 4.0)
+        lines += [f"{fmt(start)} --> {fmt(t)}", f" {words.capitalize()}.", ""]
+    path = folder / f"episode_{episode:03d}_large.vtt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_lexicap(tmp_path: Path) -> Path:
+    """Six synthetic episodes; episode 20 is the val episode (id divisible by 20)."""
+    folder = tmp_path / "vtt"
+    folder.mkdir()
+    for episode in (1, 2, 3, 4, 5, 20):
+        write_episode(folder, episode)
+    return folder
+
+
+@pytest.fixture
+def lexgpt_home(tmp_path: Path, small_lexicap: Path, monkeypatch) -> Path:
+    """Point every store (data lake, Dagster, MLflow, rules) into a temporary home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    rules = home / "cleaning_rules.toml"
+    shutil.copyfile(REPO / "lexgpt" / "cleaning_rules.toml", rules)
+    env = {
+        "LEXGPT_HOME": str(home),
+        "DAGSTER_HOME": str(home / ".dagster"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}",
+        "LEXICAP_DIR": str(small_lexicap),
+        "LEXGPT_CLEANING_RULES": str(rules),
+        "LEXGPT_DATA_LAKE": str(home / "data_lake"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return home
+
+
+# A training config small enough for tests: a few seconds on one CPU core.
+TINY_CONFIG = """\
+bpe_vocab:
+  vocab_size: 300
+trained_model:
+  preset: cpu-tiny
+  max_steps: 30
+  batch_size: 8
+  eval_every: 15
+  eval_tokens: 2048
+  n_layer: 2
+  n_embd: 64
+  n_head: 2
+  block_size: 64
+  max_val_bpc: 10.0
+evaluation_samples:
+  max_new_tokens: 20
+"""
+
+
+def lexgpt_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600):
+    """Run the real ``lexgpt`` command in a subprocess (fresh definitions each time)."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lexgpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

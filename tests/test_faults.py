@@ -1,0 +1,527 @@
+"""Surviving faults: killed writers, killed training, full disks, read-only folders.
+
+Everything here uses real processes and real OS errors where the machine allows it:
+writers are killed with SIGKILL mid-write, "disk full" is the kernel's ENOSPC from
+``/dev/full``, "permission denied" is a read-only folder (written to by an unprivileged
+user when the tests run as root, since root ignores file modes).
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lexgpt import atomic
+from lexgpt.atomic import LakeWriteError
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = ["parquet", "json", "bytes", "torch"]
+FILENAMES = {"parquet": "table.parquet", "json": "doc.json", "bytes": "train.bin", "torch": "checkpoint.pt"}
+
+# --------------------------------------------------------------------------------------
+# Versioned artifacts: version ``i`` of each kind is a deterministic, large payload that
+# records ``i`` inside itself, so a reader can tell which version it got and check every
+# byte of it. Shared (as source) by the test process and the child writer process.
+# --------------------------------------------------------------------------------------
+
+ARTIFACTS_SRC = textwrap.dedent(
+    '''
+    import json
+    import numpy as np
+
+    def payload(kind, i):
+        rng = np.random.default_rng([7, i])
+        if kind == "bytes":
+            return i.to_bytes(8, "little") + rng.bytes(24 * 2**20)
+        if kind == "parquet":
+            import pyarrow as pa
+            n = 1_000_000
+            return pa.table({"version": np.full(n, i, dtype=np.int64),
+                             "x": rng.integers(0, 2**62, n, dtype=np.int64),
+                             "y": rng.random(n)})
+        if kind == "json":
+            return {"version": i, "values": rng.integers(0, 10**9, 200_000).tolist()}
+        if kind == "torch":
+            import torch
+            g = torch.Generator().manual_seed(1000 + i)
+            return {"version": torch.tensor(i), "w": torch.randn(4 * 2**20, generator=g)}
+        raise ValueError(kind)
+
+    def write(kind, dest, i):
+        from lexgpt import atomic
+        obj = payload(kind, i)
+        if kind == "bytes":
+            atomic.write_bytes(dest, obj)
+        elif kind == "parquet":
+            atomic.write_parquet(dest, obj)
+        elif kind == "json":
+            atomic.write_json(dest, obj)
+        else:
+            import torch
+            with atomic.atomic_path(dest) as tmp:
+                torch.save(obj, tmp)
+
+    def read_version(kind, dest):
+        """Read ``dest`` back completely; return its version after checking every value."""
+        if kind == "bytes":
+            data = open(dest, "rb").read()
+            i = int.from_bytes(data[:8], "little")
+            assert data == payload(kind, i), "bytes differ from the version they claim"
+            return i
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+            table = pq.read_table(dest)
+            i = int(table["version"][0].as_py())
+            assert table.equals(payload(kind, i)), "parquet differs from the version it claims"
+            return i
+        if kind == "json":
+            doc = json.loads(open(dest, encoding="utf-8").read())
+            assert doc == payload(kind, doc["version"]), "json differs from the version it claims"
+            return doc["version"]
+        import torch
+        obj = torch.load(dest, map_location="cpu", weights_only=True)
+        i = int(obj["version"])
+        assert torch.equal(obj["w"], payload(kind, i)["w"]), "checkpoint differs from its version"
+        return i
+    '''
+)
+
+_ns: dict = {}
+exec(compile(ARTIFACTS_SRC, "<artifacts>", "exec"), _ns)
+write_version, read_version = _ns["write"], _ns["read_version"]
+
+CHILD_SRC = ARTIFACTS_SRC + textwrap.dedent(
+    '''
+    import itertools, sys
+    kind, dest = sys.argv[1], sys.argv[2]
+    for i in itertools.count(1):
+        write(kind, dest, i)
+        print(i, flush=True)
+    '''
+)
+
+
+def _temp_files(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f".{name}.*.tmp"))
+
+
+def _child_env() -> dict[str, str]:
+    env = os.environ.copy()
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sigkill_mid_write_keeps_previous_version(tmp_path: Path, kind: str):
+    dest = tmp_path / "lake" / FILENAMES[kind]
+    write_version(kind, dest, 0)
+    assert read_version(kind, dest) == 0
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_SRC, kind, str(dest)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env(),
+    )
+    done: list[int] = []
+    reader = threading.Thread(target=lambda: done.extend(int(line) for line in proc.stdout), daemon=True)
+    reader.start()
+    try:
+        # Let one full overwrite land first, so "previous" is a version the child wrote...
+        deadline = time.monotonic() + 90
+        while not done and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert done, f"child wrote nothing (rc={proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
+        # ...then kill it while the next version is half written into its temp file.
+        killed_mid_write = False
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _temp_files(dest.parent, dest.name):
+                proc.send_signal(signal.SIGKILL)
+                killed_mid_write = True
+                break
+            time.sleep(0.0005)
+        assert killed_mid_write, "never saw the writer's temp file"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    last = done[-1]
+    # The destination is the last complete version (or the one whose rename had just
+    # happened when the signal landed, before the child could report it) -- never a mix.
+    assert read_version(kind, dest) in (last, last + 1)
+    # Whatever the kill left behind is a hidden temp file, not something that shadows the
+    # artifact; the next write succeeds and replaces the destination.
+    assert [p.name for p in dest.parent.iterdir() if not p.name.startswith(".")] == [dest.name]
+    write_version(kind, dest, 99)
+    assert read_version(kind, dest) == 99
+
+
+@pytest.mark.xfail(strict=True, reason="lexgpt/atomic.py's docstring says a stray .tmp from a killed "
+                   "writer is cleaned by the next write; atomic_path never removes old temp files")
+def test_next_write_cleans_stray_temp_file(tmp_path: Path):
+    dest = tmp_path / "lake" / "doc.json"
+    atomic.write_json(dest, {"v": 1})
+    stray = dest.parent / f".{dest.name}.deadbeef.tmp"  # what a SIGKILLed writer leaves
+    stray.write_text('{"v": ')
+    os.utime(stray, (time.time() - 3600, time.time() - 3600))
+    atomic.write_json(dest, {"v": 2})
+    assert not stray.exists()
+
+
+# --------------------------------------------------------------------------------------
+# (b) Training killed mid-run resumes from its last checkpoint.
+# --------------------------------------------------------------------------------------
+
+TRAIN_ARGS = [
+    "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32",
+    "--batch-size", "4", "--max-steps", "400", "--warmup-steps", "10", "--log-every", "10",
+    "--eval-every", "100", "--eval-tokens", "1024", "--checkpoint-every", "40", "--no-progress",
+]
+
+
+def _tiny_shards(folder: Path, vocab_size: int = 256) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rng.integers(0, vocab_size, 40_000).astype("<u2").tofile(folder / "train.bin")
+    rng.integers(0, vocab_size, 4_000).astype("<u2").tofile(folder / "val.bin")
+    (folder / "manifest.json").write_text(json.dumps({"vocab_size": vocab_size}))
+    return folder
+
+
+def _train_cmd(data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "lexgpt.train", "--data", str(data), "--out", str(out), *TRAIN_ARGS]
+
+
+def _history(out: Path) -> list[dict]:
+    import torch
+
+    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["history"]
+
+
+@pytest.mark.slow
+def test_training_killed_mid_run_resumes(tmp_path: Path):
+    data = _tiny_shards(tmp_path / "shards")
+    out = tmp_path / "run"
+    ckpt = out / "checkpoint.pt"
+    proc = subprocess.Popen(_train_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_child_env(), text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert ckpt.exists(), f"no checkpoint (rc={proc.poll()})"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (out / "model.pt").exists()
+    killed_at = int(max(row["step"] for row in _history(out)))
+    assert 0 < killed_at < 400
+
+    resumed = subprocess.run(_train_cmd(data, out), capture_output=True, text=True, env=_child_env(),
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    first = int(resumed.stderr.split("from step ")[1].split()[0])
+    assert first >= 40 and first % 40 == 0, resumed.stderr[-2000:]  # a checkpoint step, not 0
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 400
+    assert (out / "model.pt").exists()
+    history = _history(out)
+    steps = [row["step"] for row in history if "train_loss" in row]
+    assert steps == sorted(set(steps)), "a step was logged twice: the resume replayed old steps"
+    assert steps[-1] == 400 and steps[0] == 10
+
+    # The killed-and-resumed run is the uninterrupted run, loss for loss (CPU, same seed).
+    straight_out = tmp_path / "straight"
+    straight = subprocess.run(_train_cmd(data, straight_out), capture_output=True, text=True,
+                              env=_child_env(), timeout=300)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    expected = _history(straight_out)
+    keys = ("train_loss", "val_loss", "lr")
+    got = [{k: r[k] for k in keys if k in r} | {"step": r["step"]} for r in history]
+    want = [{k: r[k] for k in keys if k in r} | {"step": r["step"]} for r in expected]
+    assert got == want
+
+
+# --------------------------------------------------------------------------------------
+# (c) Disk full and permission denied: a LakeWriteError that names the path and the cause.
+# --------------------------------------------------------------------------------------
+
+SMALL_WRITERS_SRC = textwrap.dedent(
+    '''
+    def small_write(kind, dest, value):
+        from lexgpt import atomic
+        if kind == "bytes":
+            atomic.write_bytes(dest, bytes([value]) * 100_000)
+        elif kind == "parquet":
+            import pyarrow as pa
+            atomic.write_parquet(dest, pa.table({"v": [value] * 100_000}))
+        elif kind == "json":
+            atomic.write_json(dest, {"v": [value] * 100_000})
+        else:
+            import torch
+            with atomic.atomic_path(dest) as tmp:
+                torch.save({"v": torch.full((100_000,), value)}, tmp)
+    '''
+)
+exec(compile(SMALL_WRITERS_SRC, "<small-writers>", "exec"), _ns)
+small_write = _ns["small_write"]
+
+
+def _assert_clean_error(err: LakeWriteError, dest: Path, why: str) -> None:
+    message = str(err)
+    assert str(dest) in message, message
+    assert why in message, message
+    assert "\n" not in message.strip() and "Traceback" not in message and "enforce fail" not in message
+
+
+@pytest.fixture
+def dev_full():
+    path = Path("/dev/full")
+    if not (path.exists() and stat.S_ISCHR(path.stat().st_mode)):
+        pytest.skip("/dev/full is not a character device here")
+    return path
+
+
+def _disk_full_kind(kind):
+    marks = []
+    if kind == "torch":
+        marks.append(pytest.mark.xfail(
+            strict=True,
+            reason="torch.save(obj, path) reports ENOSPC as RuntimeError('[enforce fail at "
+            "inline_container.cc] unexpected pos ...'), which atomic_path passes through; "
+            "lexgpt/train.py should torch.save into an open file object (OSError errno 28)"))
+    return pytest.param(kind, marks=marks)
+
+
+@pytest.mark.parametrize("kind", [_disk_full_kind(k) for k in KINDS])
+def test_disk_full_raises_lake_write_error(tmp_path: Path, kind: str, dev_full: Path, monkeypatch):
+    """The temp file is made a link to /dev/full: the real writer gets the kernel's ENOSPC."""
+    dest = tmp_path / "lake" / FILENAMES[kind]
+    small_write(kind, dest, 1)
+    before = dest.read_bytes()
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def mkstemp_on_full_disk(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        os.unlink(name)
+        os.symlink(dev_full, name)
+        return os.open(os.devnull, os.O_RDONLY), name
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp_on_full_disk)
+    with pytest.raises(LakeWriteError) as info:
+        small_write(kind, dest, 2)
+    assert info.value.errno == errno.ENOSPC
+    _assert_clean_error(info.value, dest, "disk is full")
+    assert dest.read_bytes() == before
+    assert _temp_files(dest.parent, dest.name) == []
+    assert dev_full.exists() and stat.S_ISCHR(dev_full.stat().st_mode)
+
+
+@pytest.mark.parametrize("code, why", [(errno.ENOSPC, "disk is full"), (errno.EACCES, "permission denied"),
+                                       (errno.EROFS, "permission denied")])
+@pytest.mark.parametrize("kind", KINDS)
+def test_failed_rename_raises_lake_write_error(tmp_path: Path, kind: str, code: int, why: str, monkeypatch):
+    dest = tmp_path / "lake" / FILENAMES[kind]
+    small_write(kind, dest, 1)
+    before = dest.read_bytes()
+
+    def failing_replace(src, dst):
+        raise OSError(code, os.strerror(code), str(dst))
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(LakeWriteError) as info:
+        small_write(kind, dest, 2)
+    assert info.value.errno == code
+    _assert_clean_error(info.value, dest, why)
+    assert dest.read_bytes() == before
+    assert _temp_files(dest.parent, dest.name) == []
+
+
+def test_missing_parent_permission_error_on_mkdir(tmp_path: Path, monkeypatch):
+    """The lake folder cannot even be created: still a LakeWriteError naming the file."""
+    dest = tmp_path / "lake" / "new" / "corpus.parquet"
+
+    def no_mkdir(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", no_mkdir)
+    with pytest.raises(LakeWriteError) as info:
+        atomic.write_json(dest, {"a": 1})
+    _assert_clean_error(info.value, dest, "permission denied")
+
+
+READONLY_CHILD_SRC = SMALL_WRITERS_SRC + textwrap.dedent(
+    '''
+    import json, sys
+    from lexgpt.atomic import LakeWriteError
+    kind, dest = sys.argv[1], sys.argv[2]
+    try:
+        small_write(kind, dest, 2)
+    except LakeWriteError as err:
+        print(json.dumps({"type": "LakeWriteError", "errno": err.errno, "message": str(err)}))
+    except BaseException as err:
+        print(json.dumps({"type": type(err).__name__, "errno": getattr(err, "errno", None),
+                          "message": str(err)}))
+    else:
+        print(json.dumps({"type": None}))
+    '''
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_read_only_folder_raises_lake_write_error(tmp_path: Path, kind: str):
+    """chmod 0o555 on the folder; as root (which ignores modes) the write runs as 'nobody'."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="lexgpt-ro-"))  # tmp_path's parents are 0o700 for root
+    try:
+        base.chmod(0o755)
+        folder = base / "lake"
+        dest = folder / FILENAMES[kind]
+        small_write(kind, dest, 1)
+        before = dest.read_bytes()
+        folder.chmod(0o555)
+        dest.chmod(0o444)
+        cmd = [sys.executable, "-c", READONLY_CHILD_SRC, kind, str(dest)]
+        user = None
+        if os.geteuid() == 0:
+            user = 65534  # nobody
+            probe = subprocess.run([sys.executable, "-c", "import lexgpt, torch, pyarrow"], user=user,
+                                   capture_output=True, text=True, env=_child_env(), cwd=base)
+            if probe.returncode != 0:
+                pytest.skip(f"running as root, and user 'nobody' cannot import the project: {probe.stderr[-300:]}")
+        env = _child_env() | {"HOME": str(base)}
+        result = subprocess.run(cmd, user=user, capture_output=True, text=True, env=env, cwd=base, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outcome = json.loads(result.stdout.strip().splitlines()[-1])
+        assert outcome["type"] == "LakeWriteError", outcome
+        assert outcome["errno"] in (errno.EACCES, errno.EPERM)
+        message = outcome["message"]
+        assert str(dest) in message and "permission denied" in message, message
+        assert dest.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == [dest.name]  # no temp file left behind
+    finally:
+        for p in (base, *base.rglob("*")):
+            if p.is_dir():
+                p.chmod(0o755)
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# (d) Repo-wide safety: no unpickling of untrusted files, servers bound to localhost.
+# --------------------------------------------------------------------------------------
+
+SOURCE_DIRS = [REPO / "lexgpt", REPO / "pipelines"]
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _unsafe_loads(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    aliases = {}  # local name -> module, for `import pickle as pk` / `from torch import load`
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        head, _, rest = name.partition(".")
+        full = aliases.get(head, head) + (f".{rest}" if rest else "")
+        kwargs = {k.arg: k.value for k in node.keywords}
+        where = f"{path.relative_to(REPO)}:{node.lineno} {full}"
+        if full in ("pickle.load", "pickle.loads", "cPickle.load", "dill.load", "joblib.load",
+                    "pickle.Unpickler", "_pickle.load", "_pickle.loads", "pandas.read_pickle"):
+            found.append(where)
+        elif full == "torch.load":
+            w = kwargs.get("weights_only")
+            if not (isinstance(w, ast.Constant) and w.value is True):
+                found.append(where + " without weights_only=True")
+        elif full in ("numpy.load", "np.load"):
+            a = kwargs.get("allow_pickle")
+            if isinstance(a, ast.Constant) and a.value is True:
+                found.append(where + " with allow_pickle=True")
+    return found
+
+
+def test_no_unsafe_deserialization_in_sources():
+    files = [p for d in SOURCE_DIRS for p in d.rglob("*.py")]
+    assert len(files) > 10
+    problems = [hit for path in files for hit in _unsafe_loads(path)]
+    assert problems == [], "unsafe loads:\n" + "\n".join(problems)
+
+
+def test_unsafe_load_scanner_catches_the_patterns(tmp_path: Path):
+    sample = tmp_path / "lexgpt_sample.py"
+    sample.write_text(textwrap.dedent(
+        """
+        import pickle, torch
+        import pickle as pk
+        from torch import load as tload
+        import numpy as np
+        pickle.load(open("a", "rb"))
+        pk.loads(b"")
+        torch.load("x")
+        torch.load("x", weights_only=False)
+        tload("x")
+        np.load("x.npy", allow_pickle=True)
+        torch.load("ok", weights_only=True)
+        np.load("ok.npy")
+        """
+    ))
+    global REPO
+    saved, REPO = REPO, tmp_path
+    try:
+        hits = _unsafe_loads(sample)
+    finally:
+        REPO = saved
+    assert len(hits) == 6, hits
+
+
+def test_servers_default_to_localhost():
+    from pipelines.cli import build_parser
+
+    parser = build_parser()
+    for command in ("ui", "mlflow-ui"):
+        args = parser.parse_args([command])
+        assert args.host == "127.0.0.1", command
+    # ... and no source file binds to every interface.
+    for path in (p for d in SOURCE_DIRS for p in d.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert "0.0.0.0" not in text and '"::"' not in text, path
+

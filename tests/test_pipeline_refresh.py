@@ -1,0 +1,71 @@
+"""Staleness end to end, through the real ``lexgpt`` command on a small synthetic corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_CONFIG, lexgpt_cli
+from lexgpt.hashing import sha256_file
+
+ALL = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "trained_model", "evaluation_samples"]
+
+
+def status(config: Path) -> dict[str, dict]:
+    out = lexgpt_cli("status", "--json", "--config", str(config)).stdout
+    return {s["name"]: s for s in json.loads(out)}
+
+
+def refresh(config: Path) -> dict[str, list[str]]:
+    out = lexgpt_cli("refresh", "--json", "--config", str(config)).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def add_rule(rules: Path, name: str, pattern: str, replacement: str) -> None:
+    rules.write_text(rules.read_text() + f"\n[[rule]]\nname = '{name}'\npattern = '{pattern}'\nreplacement = '{replacement}'\n")
+
+
+@pytest.mark.timeout(900)
+def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    rules = lexgpt_home / "cleaning_rules.toml"
+    lake = lexgpt_home / "data_lake"
+
+    assert {s["status"] for s in status(config).values()} == {"missing"}
+    first = refresh(config)
+    assert first["executed"] == ALL
+    assert all(s["status"] == "fresh" for s in status(config).values())
+    vocab_hash = sha256_file(lake / "bpe_vocab" / "tokenizer.json")
+
+    # A rule that matches nothing: only the corpus is stale, and re-running it changes
+    # no text, so nothing downstream runs.
+    add_rule(rules, "never_matches", "qqqzzzxxx", "")
+    states = status(config)
+    assert states["cleaned_corpus"]["status"] == "stale"
+    assert any("code" in c for c in states["cleaned_corpus"]["causes"])
+    assert [n for n, s in states.items() if s["status"] != "fresh"] == ["cleaned_corpus"]
+    second = refresh(config)
+    assert second["executed"] == ["cleaned_corpus"]
+    assert all(s["status"] == "fresh" for s in status(config).values())
+
+    # A rule that changes text: everything below the corpus re-runs, nothing above it.
+    add_rule(rules, "spell_think", r"\bthink\b", "reckon")
+    third = refresh(config)
+    assert third["executed"] == ALL[1:]
+    assert "raw_subtitles" in third["skipped"]
+    assert all(s["status"] == "fresh" for s in status(config).values())
+    assert sha256_file(lake / "bpe_vocab" / "tokenizer.json") != vocab_hash
+
+    # A rule that empties the text breaks the schema: the run fails before writing, and
+    # the previous corpus file is untouched.
+    corpus_file = lake / "cleaned_corpus" / "corpus.parquet"
+    before = sha256_file(corpus_file)
+    add_rule(rules, "erase_everything", "(?s).*", "")
+    proc = lexgpt_cli("refresh", "--config", str(config), check=False)
+    assert proc.returncode == 1
+    assert "cleaned_corpus failed" in proc.stderr
+    assert "failed validation" in proc.stderr
+    assert sha256_file(corpus_file) == before
