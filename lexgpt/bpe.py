@@ -30,7 +30,6 @@ import json
 import multiprocessing
 import os
 import re
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import chain
@@ -156,8 +155,8 @@ def _workers(workers: int | None, texts: Sequence[str]) -> int:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         if sum(len(t) for t in texts) < _PARALLEL_MIN_CHARS:
             workers = 1
-    if sys.platform == "win32" or "fork" not in multiprocessing.get_all_start_methods():
-        workers = 1
+    if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
+        workers = 1  # no fork start method (Windows), or already inside a pool worker
     return max(1, min(workers, len(texts)))
 
 

@@ -296,8 +296,11 @@ def history_metrics(
             step = int(step)
         except (TypeError, ValueError):
             step = i
-        ts = row.get("timestamp")
-        ts = int(ts * 1000) if isinstance(ts, numbers.Real) and ts < 1e11 else int(ts or now)
+        ts = row.get("timestamp")  # optional: seconds (time.time()) or milliseconds
+        if isinstance(ts, numbers.Real) and not isinstance(ts, bool) and math.isfinite(ts):
+            ts = int(ts * 1000) if ts < 1e11 else int(ts)
+        else:
+            ts = now
         for key, raw in row.items():
             if key in (step_key, "timestamp"):
                 continue
@@ -325,6 +328,21 @@ def log_history(
         for chunk in _chunks(metrics, batch_size):
             client.log_batch(rid, metrics=list(chunk))
     return len(metrics)
+
+
+def log_metrics_final(run_id: str | None, metrics: Mapping[str, Any], *, step: int = 0) -> int:
+    """Log scalar summary metrics (``final_val_bpc`` ...) in one batch; skips non-numbers."""
+    now = int(time.time() * 1000)
+    items = [
+        Metric(_key(k), v, now, step)
+        for k, raw in metrics.items()
+        if (v := _metric_value(raw)) is not None
+    ]
+    with _using_run(run_id) as rid:
+        client = _client()
+        for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
+            client.log_batch(rid, metrics=list(chunk))
+    return len(items)
 
 
 def loss_curve_figure(history: Sequence[Mapping[str, Any]]):
@@ -416,7 +434,6 @@ def log_samples(
         if rows and not isinstance(rows[0], Mapping):
             rows = [{"prompt": r[0], "completion": r[1]} for r in rows]
         frame = pd.DataFrame(rows)
-    frame = frame.astype(str) if len(frame) else frame
     with _using_run(run_id) as rid:
         mlflow.log_table(frame, artifact_file, run_id=rid)
     return artifact_file
@@ -594,6 +611,18 @@ def _log_model_in_run(rid: str, *, artifacts, package: Path, example):
             signature=model_signature(),
             input_example=example,
         )
+
+
+def load_model_for_generation(model_uri: str):
+    """``(GPT in eval mode, BPETokenizer)`` of a logged lexgpt pyfunc (``models:/lexgpt@champion``,
+    ``models:/lexgpt/3``, ``runs:/<id>/model`` or a local model folder), for streaming
+    generation with :func:`lexgpt.generate.generate`."""
+    _ensure_configured()
+    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    model, tokenizer = getattr(wrapper, "model", None), getattr(wrapper, "tokenizer", None)
+    if model is None or tokenizer is None:
+        raise TypeError(f"{model_uri} is not a lexgpt model (got {type(wrapper).__name__})")
+    return model, tokenizer
 
 
 # --------------------------------------------------------------------------- registry

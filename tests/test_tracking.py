@@ -44,6 +44,12 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("LEXGPT_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # configure() sets MLflow's process-global URIs: put them back after the test
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
     assert tracking.configure() == uri
     yield uri
     while mlflow.active_run() is not None:
@@ -295,12 +301,27 @@ def _register(weights, config, tok_path, val_bpc=2.0):
 
 
 def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
-    info = _register(*tiny_model_files)
+    # the trained_model asset's flow: a finished training run, then log + register into it
+    weights, config, tok_path = tiny_model_files
+    run_id = tracking.log_training_run(
+        config={"model": json.loads(config.read_text())}, history=_history(20, 10),
+        tokenizer_path=tok_path, tags={**LINEAGE, "dagster_run_id": "d1"}, run_name="tiny",
+    )
+    assert tracking.log_metrics_final(run_id, {"final_val_bpc": 2.0, "skip": None}) == 1
+    info = tracking.log_and_register_model(
+        weights, config, tok_path, val_bpc=2.0, tags={**LINEAGE, "dagster_run_id": "d1"},
+        run_id=run_id,
+    )
+    assert mlflow.active_run() is None
+    assert info.run_id == run_id
+    assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
     assert info.version == "1"
     assert info.model_uri == "models:/lexgpt/1"
 
     lin = tracking.lineage("models:/lexgpt@champion")
     assert lin["run_id"] == info.run_id
+    assert lin["dagster_run_id"] == "d1"
+    assert MlflowClient().get_run(run_id).data.metrics["final_val_bpc"] == 2.0
     assert lin["lexgpt.run_id"] == info.run_id
     assert lin["val_bpc"] == 2.0
     for key, value in LINEAGE.items():
@@ -336,6 +357,22 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     assert len(one) == 1 and one[0]
     # an empty prompt starts from <|endoftext|>
     assert m.predict([""], params={"max_new_tokens": 3})[0]
+
+    # `lexgpt generate` streams from the raw GPT + tokenizer
+    from lexgpt.generate import generate
+
+    gpt, tok = tracking.load_model_for_generation("models:/lexgpt@champion")
+    assert not gpt.training
+    ids = list(generate(gpt, tok.encode("Hello"), 4, seed=0, eos_id=tok.eot_id))
+    assert len(ids) <= 4
+
+    # evaluation_samples logs a mixed-type table into the (finished) run
+    samples = pd.DataFrame({"prompt": ["q"], "completion": ["a"], "tokens": [3], "seed": [0],
+                            "temperature": [0.8]})
+    tracking.log_samples(samples, run_id=run_id)
+    exp_id = MlflowClient().get_run(run_id).info.experiment_id
+    table = MlflowClient().load_table(exp_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
+    assert table["tokens"].tolist() == [3]
 
 
 @pytest.mark.slow

@@ -38,6 +38,8 @@ def _stamp(ms: int, style: int) -> str:
     return f"{h:0{width}d}:{m:02d}:{s:02d}.{t:03d}"
 
 
+# Per spec a "NOTE" line directly above a timing line is that cue's identifier, not a comment.
+_IDENTIFIER = st.one_of(_LINE, st.sampled_from(["1", "NOTE", "NOTE 7", "STYLE", "REGION", "WEBVTT"]))
 _WS = st.sampled_from([" ", "\t", "  ", " \t", ""])
 _BLANKS = st.lists(st.sampled_from(["", "", "", " ", "\t ", "   "]), min_size=1, max_size=3).map(
     lambda xs: ["", *xs[1:]]  # at least one truly empty line, then maybe whitespace-only ones
@@ -66,9 +68,10 @@ def documents(draw):
         lines += draw(_BLANKS)
         if draw(st.integers(0, 5)) == 0:
             lines += draw(_EXTRA_BLOCK)
-            lines += draw(_BLANKS)
+            if draw(st.booleans()):  # spec: a timing line ends a NOTE block even without a blank
+                lines += draw(_BLANKS)
         if draw(st.booleans()):
-            lines.append(draw(_LINE))  # identifier
+            lines.append(draw(_IDENTIFIER))
         t += draw(st.integers(0, 4_000_000))
         start, end = t, t + draw(st.integers(0, 5_000_000))
         if draw(st.integers(0, 50)) == 0:

@@ -136,9 +136,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
         tokenizer_path=lake.path(*TOKENIZER_FILE),
         tags=tags,
         run_name=f"{preset}-{run_key[:8]}",
+        experiment=mlflow.experiment,
     )
-    tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss}) \
-        if hasattr(tracking, "log_metrics_final") else None
+    tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss})
     version = tracking.log_and_register_model(
         weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
         val_bpc=result.val_bpc, tags=tags, run_id=run_id,

@@ -1,0 +1,144 @@
+"""Token shards: the corpus as two flat uint16 files, ``train.bin`` and ``val.bin``.
+
+Each split is its episodes in id order, each preceded by ``<|endoftext|>`` (as in
+GPT-2's data prep), so a sequence that crosses an episode boundary sees the separator.
+Files are raw little-endian uint16 (vocab must fit: <= 65535 ids) and are read back
+as a memory map, never copied whole into RAM. ``manifest.json`` lists what went where.
+
+Validation split: the episodes whose id is divisible by ``VAL_EVERY`` (20), a fixed set
+that does not move when episodes are added. A corpus with none of those (a tiny test
+corpus) uses its highest-numbered episode instead.
+
+>>> split_episodes([1, 2, 20, 21, 40])
+([1, 2, 21], [20, 40])
+>>> split_episodes([3, 1, 2])
+([1, 2], [3])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lexgpt.atomic import atomic_path, write_json
+from lexgpt.bpe import BPETokenizer
+from lexgpt.hashing import sha256_file
+
+VAL_EVERY = 20
+VAL_RULE = (
+    f"val = episodes with id % {VAL_EVERY} == 0; if there are none, the highest episode id; "
+    "train = the rest"
+)
+FORMAT = "uint16-le"
+_DTYPE = np.dtype("<u2")
+MANIFEST = "manifest.json"
+
+
+def split_episodes(episode_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(train_ids, val_ids)``, each sorted. Raises if either split would be empty."""
+    ids = sorted(int(e) for e in episode_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate episode ids")
+    if len(ids) < 2:
+        raise ValueError(f"a val split needs at least 2 episodes (one stays for train), got {len(ids)}")
+    val = [e for e in ids if e % VAL_EVERY == 0] or [ids[-1]]
+    train = [e for e in ids if e not in set(val)]
+    if not train:
+        raise ValueError(f"every episode id is divisible by {VAL_EVERY}: nothing left for train")
+    return train, val
+
+
+def write_shards(
+    episode_ids: Sequence[int],
+    texts: Sequence[str],
+    tokenizer: BPETokenizer,
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+) -> dict:
+    """Encode every episode and write ``train.bin``, ``val.bin`` and ``manifest.json``.
+
+    ``tokens`` in the manifest counts the ``<|endoftext|>`` separators too; ``chars``
+    is the episodes' text length, the denominator for bits per character.
+    The manifest is written last, so its presence means the shards are complete.
+    """
+    if len(episode_ids) != len(texts):
+        raise ValueError(f"{len(episode_ids)} episode ids but {len(texts)} texts")
+    if tokenizer.vocab_size > np.iinfo(_DTYPE).max + 1:
+        raise ValueError(f"vocab_size {tokenizer.vocab_size} does not fit in uint16 (max 65536 ids)")
+    train_ids, val_ids = split_episodes(episode_ids)
+    by_id = {int(e): t for e, t in zip(episode_ids, texts)}
+    order = train_ids + val_ids
+    arrays = dict(zip(order, tokenizer.encode_arrays([by_id[e] for e in order], workers=workers)))
+
+    out = Path(out_dir)
+    eot = np.array([tokenizer.eot_id], dtype=_DTYPE)
+    splits = {}
+    for name, ids in (("train", train_ids), ("val", val_ids)):
+        parts = [p for e in ids for p in (eot, arrays[e].astype(_DTYPE))]
+        tokens = np.concatenate(parts)
+        path = out / f"{name}.bin"
+        with atomic_path(path) as tmp:
+            tokens.tofile(tmp)
+        splits[name] = {
+            "file": path.name,
+            "episodes": ids,
+            "tokens": int(tokens.size),
+            "chars": sum(len(by_id[e]) for e in ids),
+            "sha256": sha256_file(path),
+        }
+    manifest = {
+        "format": FORMAT,
+        "vocab_size": tokenizer.vocab_size,
+        "tokenizer_sha256": tokenizer.sha256,
+        "splits": splits,
+        "val_rule": VAL_RULE,
+    }
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(out_dir: str | os.PathLike[str]) -> dict:
+    return json.loads((Path(out_dir) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def open_shard(path: str | os.PathLike[str]) -> np.memmap:
+    """The shard as a read-only uint16 memory map (pages are read on access)."""
+    return np.memmap(path, dtype=_DTYPE, mode="r")
+
+
+def max_token_id(path: str | os.PathLike[str]) -> int:
+    """The largest id in a shard (-1 if empty): must be < the tokenizer's vocab_size."""
+    tokens = open_shard(path) if os.path.getsize(path) else np.empty(0, _DTYPE)
+    return int(tokens.max()) if tokens.size else -1
+
+
+def decode_check(
+    out_dir: str | os.PathLike[str],
+    tokenizer: BPETokenizer,
+    texts_by_episode: dict[int, str],
+    split: str = "val",
+) -> list[int]:
+    """Episode ids of ``split`` whose decoded tokens differ from their text ([] = all good).
+
+    The shard is cut at ``<|endoftext|>``; ordinary text never encodes to that id, so
+    the pieces are exactly the episodes, in manifest order. A shard with the wrong
+    number of pieces fails every episode.
+    """
+    info = read_manifest(out_dir)["splits"][split]
+    path = Path(out_dir) / info["file"]
+    tokens = open_shard(path) if os.path.getsize(path) else np.empty(0, _DTYPE)
+    starts = np.flatnonzero(tokens == tokenizer.eot_id)
+    episodes = info["episodes"]
+    if len(starts) != len(episodes) or (len(starts) and starts[0] != 0):
+        return list(episodes)
+    ends = [*starts[1:], tokens.size]
+    return [
+        e
+        for e, s, t in zip(episodes, starts, ends)
+        if tokenizer.decode(tokens[s + 1 : t].tolist()) != texts_by_episode.get(e)
+    ]

@@ -1,0 +1,329 @@
+"""End to end in a real browser: the Dagster UI and the MLflow UI over a small pipeline.
+
+Starts the real servers on 127.0.0.1 (free ports, temporary homes), drives Dagster through
+its GraphQL API (asset graph, staleness, launching a run), then opens the pages in headless
+Chromium and saves screenshots to ``artifacts/screenshots/`` (git-ignored) for a human to
+look at. Needs Debian's ``/usr/bin/chromium`` (CI installs it, see ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY_CONFIG, lexgpt_cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ALL_ASSETS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "trained_model",
+              "evaluation_samples"]
+EDGES = {  # asset -> its upstream assets, as the definitions declare them
+    "raw_subtitles": {"lexicap_vtt"},
+    "cleaned_corpus": {"raw_subtitles"},
+    "bpe_vocab": {"cleaned_corpus"},
+    "token_shards": {"cleaned_corpus", "bpe_vocab"},
+    "trained_model": {"token_shards", "bpe_vocab"},
+    "evaluation_samples": {"trained_model", "bpe_vocab"},
+}
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium; "
+                       "CI does it in .ci/run)"),
+]
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _server(cmd: list[str], log: Path, env: dict[str, str], cwd: Path = REPO):
+    """Run ``cmd`` in its own process group; on exit kill the whole group."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # children that ignored SIGTERM (or outlived their parent) go too
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=20)
+
+
+def _tail(log: Path, n: int = 4000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.exists() else "(no log)"
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited ({proc.returncode}) before {url} answered:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return resp.read()
+        except (urllib.error.URLError, OSError) as err:
+            last = err
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout:.0f}s ({last}):\n{_tail(log)}")
+
+
+def _post_json(url: str, payload: dict, timeout: float = 60) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _get_json(url: str, timeout: float = 30) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@contextmanager
+def _browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    page.screenshot(path=str(path), full_page=False)
+    assert path.stat().st_size > 10_000, f"{path} looks empty"
+    return path
+
+
+def _wait_for_texts(page, texts: list[str], timeout_s: float = 60) -> str:
+    """Wait until every text is in the rendered page; return the page's text."""
+    deadline = time.monotonic() + timeout_s
+    body = ""
+    while time.monotonic() < deadline:
+        body = page.evaluate("() => document.body ? document.body.innerText : ''")
+        if all(t in body for t in texts):
+            return body
+        page.wait_for_timeout(500)
+    missing = [t for t in texts if t not in body]
+    raise AssertionError(f"{page.url}: never showed {missing}; page text:\n{body[:3000]}")
+
+
+# ------------------------------------------------------------------------------ Dagster
+
+class Dagster:
+    def __init__(self, base: str):
+        self.base = base
+
+    def gql(self, query: str, variables: dict | None = None) -> dict:
+        result = _post_json(f"{self.base}/graphql", {"query": query, "variables": variables or {}})
+        assert not result.get("errors"), result["errors"]
+        return result["data"]
+
+    def repository(self) -> tuple[str, str]:
+        data = self.gql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
+            name loadStatus locationOrLoadError { __typename
+              ... on RepositoryLocation { repositories { name } }
+              ... on PythonError { message stack } } } } } }""")
+        entries = data["workspaceOrError"]["locationEntries"]
+        assert len(entries) == 1, entries
+        entry = entries[0]
+        loc = entry["locationOrLoadError"]
+        if loc is None or entry["loadStatus"] != "LOADED":
+            return None  # still loading
+        assert loc["__typename"] == "RepositoryLocation", f"code location failed to load: {loc}"
+        return entry["name"], loc["repositories"][0]["name"]
+
+    def asset_nodes(self) -> dict[str, dict]:
+        data = self.gql("""{ assetNodes { assetKey { path } groupName isMaterializable isObservable
+            staleStatus staleCauses { reason category dependency { path } }
+            dependencyKeys { path } } }""")
+        return {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
+
+    def launch_assets(self, location: str, repository: str, assets: list[str]) -> str:
+        data = self.gql(
+            """mutation Launch($executionParams: ExecutionParams!) {
+                launchRun(executionParams: $executionParams) {
+                  __typename
+                  ... on LaunchRunSuccess { run { runId } }
+                  ... on PythonError { message stack }
+                  ... on RunConfigValidationInvalid { errors { message } }
+                  ... on InvalidSubsetError { message }
+                  ... on PipelineNotFoundError { message }
+                  ... on UnauthorizedError { message }
+                } }""",
+            {"executionParams": {
+                "selector": {"repositoryLocationName": location, "repositoryName": repository,
+                             "jobName": "__ASSET_JOB",
+                             "assetSelection": [{"path": [a]} for a in assets]},
+                "mode": "default",
+                "executionMetadata": {"tags": [{"key": "lexgpt/test", "value": "e2e"}]},
+            }},
+        )["launchRun"]
+        assert data["__typename"] == "LaunchRunSuccess", data
+        return data["run"]["runId"]
+
+    def wait_run(self, run_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            run = self.gql("""query Run($id: ID!) { runOrError(runId: $id) { __typename
+                ... on Run { status assetSelection { path } } } }""", {"id": run_id})["runOrError"]
+            status = run["status"]
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                return status
+            time.sleep(1)
+        raise AssertionError(f"run {run_id} still {status} after {timeout:.0f}s")
+
+    def run_failure(self, run_id: str) -> str:
+        data = self.gql("""query Logs($id: ID!) { logsForRun(runId: $id) { __typename
+            ... on EventConnection { events { __typename ... on MessageEvent { message }
+              ... on ExecutionStepFailureEvent { error { message } } } } } }""", {"id": run_id})
+        events = data["logsForRun"].get("events", [])
+        return "\n".join(e.get("message") or str(e.get("error")) for e in events)[-4000:]
+
+
+def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "dagster-dev.log"
+    env = os.environ.copy() | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = ["dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    with _server(cmd, log, env) as proc:
+        info = json.loads(_wait_http(f"{base}/server_info", proc, log, timeout=150))
+        assert "dagster_webserver_version" in info, info
+        ui = Dagster(base)
+
+        deadline = time.monotonic() + 120
+        while (repo := ui.repository()) is None:
+            assert time.monotonic() < deadline, f"code location never loaded:\n{_tail(log)}"
+            time.sleep(1)
+        location, repository = repo
+
+        # The asset graph as the definitions declare it; nothing materialized yet.
+        nodes = ui.asset_nodes()
+        assert set(ALL_ASSETS) | {"lexicap_vtt"} <= set(nodes), sorted(nodes)
+        for name, parents in EDGES.items():
+            assert {"/".join(k["path"]) for k in nodes[name]["dependencyKeys"]} == parents, name
+            assert nodes[name]["isMaterializable"]
+            assert nodes[name]["staleStatus"] == "MISSING", (name, nodes[name])
+        assert nodes["lexicap_vtt"]["isObservable"] and not nodes["lexicap_vtt"]["isMaterializable"]
+        assert {nodes[a]["groupName"] for a in ALL_ASSETS} == {"data", "tokens", "model"}
+
+        # Observe the source (the UI's "Observe sources"), then materialize the data stages.
+        observe = ui.launch_assets(location, repository, ["lexicap_vtt"])
+        assert ui.wait_run(observe, timeout=120) == "SUCCESS", ui.run_failure(observe)
+        run_id = ui.launch_assets(location, repository, ["raw_subtitles", "cleaned_corpus"])
+        status = ui.wait_run(run_id, timeout=180)
+        assert status == "SUCCESS", f"run {status}:\n{ui.run_failure(run_id)}\n{_tail(log)}"
+
+        nodes = ui.asset_nodes()
+        assert nodes["raw_subtitles"]["staleStatus"] == "FRESH", nodes["raw_subtitles"]
+        assert nodes["cleaned_corpus"]["staleStatus"] == "FRESH", nodes["cleaned_corpus"]
+        for name in ("bpe_vocab", "token_shards", "trained_model", "evaluation_samples"):
+            assert nodes[name]["staleStatus"] == "MISSING", nodes[name]
+        assert (lexgpt_home / "data_lake" / "cleaned_corpus" / "corpus.parquet").exists()
+
+        # The same graph, rendered by the UI in a real browser.
+        with _browser() as page:
+            page.goto(f"{base}/asset-groups", wait_until="domcontentloaded")
+            _wait_for_texts(page, ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards",
+                                   "trained_model", "evaluation_samples"], timeout_s=90)
+            page.wait_for_timeout(1500)  # let the layout and the status colours settle
+            _screenshot(page, "dagster_asset_graph.png")
+
+            page.goto(f"{base}/assets/cleaned_corpus", wait_until="domcontentloaded")
+            body = _wait_for_texts(page, ["cleaned_corpus", "hits_per_rule"], timeout_s=60)
+            assert "raw_subtitles" in body  # the lineage (upstream) is shown
+            page.wait_for_timeout(1000)
+            _screenshot(page, "dagster_cleaned_corpus.png")
+
+
+# ------------------------------------------------------------------------------ MLflow
+
+def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    lexgpt_cli("refresh", "--config", str(config), timeout=900)
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "mlflow-ui.log"
+    env = os.environ.copy() | {"PYTHONUNBUFFERED": "1"}
+    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "-h", "127.0.0.1", "-p", str(port)]
+    with _server(cmd, log, env) as proc:
+        _wait_http(f"{base}/health", proc, log, timeout=120)
+
+        experiment = _get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lexgpt")
+        exp_id = experiment["experiment"]["experiment_id"]
+        runs = _post_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})["runs"]
+        assert len(runs) == 1, runs
+        run = runs[0]
+        run_id = run["info"]["run_id"]
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert {"val_bpc", "train_loss", "val_loss"} <= set(metrics), sorted(metrics)
+        assert 0 < metrics["val_bpc"] < 10
+        model = _get_json(f"{base}/api/2.0/mlflow/registered-models/get?name=lexgpt")["registered_model"]
+        assert model["name"] == "lexgpt"
+        assert any(a["alias"] == "champion" for a in model.get("aliases", [])), model
+        assert model["latest_versions"][0]["run_id"] == run_id
+
+        with _browser() as page:
+            page.goto(f"{base}/#/experiments/{exp_id}", wait_until="domcontentloaded")
+            _wait_for_texts(page, ["lexgpt", run["info"]["run_name"]], timeout_s=90)
+            page.wait_for_timeout(1500)
+            _screenshot(page, "mlflow_experiment.png")
+
+            page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}", wait_until="domcontentloaded")
+            _wait_for_texts(page, ["val_bpc", "train_loss"], timeout_s=90)
+            page.wait_for_timeout(1000)
+            _screenshot(page, "mlflow_run.png")
+
+            page.goto(f"{base}/#/models/lexgpt", wait_until="domcontentloaded")
+            _wait_for_texts(page, ["lexgpt", "Version 1", "champion"], timeout_s=90)
+            page.wait_for_timeout(1000)
+            _screenshot(page, "mlflow_registered_model.png")

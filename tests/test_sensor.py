@@ -1,0 +1,133 @@
+"""The ``lexicap_new_data`` sensor: new VTT file -> observation -> a run of raw_subtitles only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_CONFIG, lexgpt_cli, write_episode
+
+DATA_AND_TOKENS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards"]
+
+
+def _status(*args: str) -> dict[str, dict]:
+    out = lexgpt_cli("status", "--json", *args).stdout
+    return {s["name"]: s for s in json.loads(out[out.index("[") :])}
+
+
+def _tick(sensor, instance, defs, cursor: str | None):
+    import dagster as dg
+
+    context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor,
+                                      sensor_name=sensor.name)
+    result = sensor.evaluate_tick(context)
+    # What the sensor daemon does with a tick's result: store its asset events.
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    return result
+
+
+@pytest.mark.slow
+def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Path, small_lexicap: Path,
+                                                                 tmp_path: Path):
+    import dagster as dg
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    lexgpt_cli("refresh", "--only", *DATA_AND_TOKENS, "--config", str(config))
+    before = _status("--config", str(config))
+    assert all(before[a]["status"] == "fresh" for a in DATA_AND_TOKENS), before
+
+    from pipelines.definitions import defs
+    from pipelines.sensors import SENSOR_TAG
+
+    sensor = defs.get_sensor_def("lexicap_new_data")
+    source_key = dg.AssetKey("lexicap_vtt")
+    with dg.DagsterInstance.get() as instance:
+        old_version = instance.get_latest_data_version_record(source_key, is_source=True).data_version.value
+
+        # Nothing new yet: no observation, no run for the fresh data and token stages.
+        quiet = _tick(sensor, instance, defs, cursor=None)
+        assert quiet.asset_events == []
+        assert not any(dg.AssetKey(a) in (r.asset_selection or []) for r in quiet.run_requests
+                       for a in DATA_AND_TOKENS), quiet.run_requests
+
+        write_episode(small_lexicap, 7)  # a new episode arrives
+
+        # First tick: an observation of the source with a new data version, no run yet.
+        first = _tick(sensor, instance, defs, cursor=quiet.cursor)
+        assert first.run_requests == []
+        assert len(first.asset_events) == 1
+        observation = first.asset_events[0]
+        assert isinstance(observation, dg.AssetObservation)
+        assert observation.asset_key == source_key
+        new_version = observation.tags[DATA_VERSION_TAG]
+        assert new_version != old_version
+        record = instance.get_latest_data_version_record(source_key, is_source=True)
+        assert record.data_version.value == new_version
+
+        # `lexgpt status` (another process, same instance) now calls raw_subtitles stale.
+        after = _status()
+        assert after["raw_subtitles"]["status"] == "stale", after["raw_subtitles"]
+        assert any("lexicap_vtt" in c for c in after["raw_subtitles"]["causes"]), after["raw_subtitles"]
+        for name in DATA_AND_TOKENS[1:]:
+            assert after[name]["status"] == "fresh", after[name]
+
+        # Second tick: a run of exactly the first stale level, raw_subtitles; not the
+        # missing model, whose inputs are about to change.
+        second = _tick(sensor, instance, defs, cursor=first.cursor)
+        assert second.asset_events == []
+        assert len(second.run_requests) == 1, second
+        request = second.run_requests[0]
+        assert request.asset_selection == [dg.AssetKey("raw_subtitles")]
+        assert request.tags.get(SENSOR_TAG) == "1"
+
+        # The same tick again asks for the same run (same run key: the daemon dedupes it).
+        again = _tick(sensor, instance, defs, cursor=second.cursor)
+        assert [r.run_key for r in again.run_requests] == [request.run_key]
+
+
+def test_next_level_waits_for_stale_ancestors():
+    """A missing asset below a stale one is not 'ready' even if its direct parents are fresh."""
+    import dagster as dg
+    from dagster._core.definitions.data_version import StaleStatus
+
+    from pipelines import sensors
+
+    @dg.asset
+    def a(): ...
+
+    @dg.asset(deps=[a])
+    def b(): ...
+
+    @dg.asset(deps=[b])
+    def c(): ...
+
+    @dg.asset(deps=[c])
+    def d(): ...
+
+    graph = dg.Definitions(assets=[a, b, c, d]).resolve_asset_graph()
+    statuses = {
+        dg.AssetKey("a"): StaleStatus.STALE,
+        dg.AssetKey("b"): StaleStatus.FRESH,
+        dg.AssetKey("c"): StaleStatus.FRESH,
+        dg.AssetKey("d"): StaleStatus.MISSING,
+    }
+
+    class Resolver:
+        def get_status(self, key):
+            return statuses[key]
+
+    original = sensors._resolver
+    sensors._resolver = lambda instance, graph: Resolver()
+    try:
+        assert sensors.next_level(None, graph) == [dg.AssetKey("a")]
+        statuses[dg.AssetKey("a")] = StaleStatus.FRESH
+        assert sensors.next_level(None, graph) == [dg.AssetKey("d")]
+        statuses[dg.AssetKey("b")] = StaleStatus.MISSING
+        assert sensors.next_level(None, graph) == [dg.AssetKey("b")]
+    finally:
+        sensors._resolver = original
