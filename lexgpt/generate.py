@@ -137,14 +137,15 @@ def generate(
     tokens = list(prompt_ids)
     start = 0  # the window is tokens[start:]
     cached = 0  # how many tokens of the window the cache holds
-    cache = KVCache.for_model(model) if use_cache else None
+    with torch.inference_mode():  # inference tensors: less per-op bookkeeping than no_grad
+        cache = KVCache.for_model(model) if use_cache else None
     was_training = model.training
     model.eval()
     try:
         for _ in range(max_new_tokens):
             if len(tokens) - start > block_size:
                 start, cached = len(tokens) - keep, 0
-            with torch.no_grad():
+            with torch.inference_mode():
                 if cache is not None:
                     new = torch.tensor([tokens[start + cached :]], dtype=torch.long, device=device)
                     logits, _ = model(new, kv_cache=cache, start_pos=cached)

@@ -50,11 +50,13 @@ TOKEN_DTYPE = np.dtype("<u2")
 class TrainConfig:
     preset: str = "cpu-tiny"
     max_steps: int = 2000
-    batch_size: int = 32  # sequences per micro-step and rank
+    # Defaults: the measured cpu-tiny recipe (BENCHMARKS.md); larger presets want a
+    # bigger batch (grad_accum), lr ~6e-4 and a longer warmup.
+    batch_size: int = 16  # sequences per micro-step and rank
     grad_accum: int = 1
-    lr: float = 2e-3
-    min_lr: float = 2e-4
-    warmup_steps: int = 100
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 30
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95

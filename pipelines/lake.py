@@ -29,3 +29,14 @@ def column_schema(columns: list[tuple[str, str, str]]) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[dg.TableColumn(name, dtype, description=desc) for name, dtype, desc in columns]
     )
+
+
+def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, is_source: bool = False) -> str | None:
+    """The data version last recorded for ``key`` (materialization or, for sources, observation)."""
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    record = instance.get_latest_data_version_record(key, is_source=is_source)
+    if record is None:
+        return None
+    version = extract_data_version_from_entry(record.event_log_entry)
+    return version.value if version else None

@@ -15,24 +15,31 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from lexgpt import lexicap
 from lexgpt.hashing import short
 from pipelines.freshness import _resolver
+from pipelines.lake import latest_data_version
 from pipelines.resources import LexicapSource
 
 SENSOR_TAG = "lexgpt/sensor"
 
 
 def next_level(instance: dg.DagsterInstance, graph) -> list[dg.AssetKey]:
-    """Stale or missing assets whose parents are all fresh: what a refresh runs next."""
+    """Stale or missing assets with nothing stale or missing upstream: what a refresh runs next.
+
+    Dagster's staleness is one level deep, so an asset whose parents are fresh may still sit
+    below a stale one (a missing model under stale subtitles); it waits for a later tick.
+    """
     from dagster._core.definitions.data_version import StaleStatus
 
     resolver = _resolver(instance, graph)
     status = {k: resolver.get_status(k) for k in graph.materializable_asset_keys}
-    ready = []
+    ready, pending = [], set()  # pending: not fresh, or below something that is not
     for key in graph.toposorted_asset_keys:
-        if status.get(key, StaleStatus.FRESH) == StaleStatus.FRESH:
-            continue
-        parents = graph.get(key).parent_keys
-        if all(status.get(p, StaleStatus.FRESH) == StaleStatus.FRESH for p in parents):
-            ready.append(key)
+        upstream_pending = any(p in pending for p in graph.get(key).parent_keys)
+        if status.get(key, StaleStatus.FRESH) != StaleStatus.FRESH:
+            if not upstream_pending:
+                ready.append(key)
+            pending.add(key)
+        elif upstream_pending:
+            pending.add(key)
     return ready
 
 
@@ -48,8 +55,7 @@ def build_sensor(source_key: dg.AssetKey, job_name: str) -> dg.SensorDefinition:
     def lexicap_new_data(context: dg.SensorEvaluationContext, source: LexicapSource):
         instance = context.instance
         fingerprint = short(lexicap.source_fingerprint(source.resolve(), source.variant))
-        record = instance.get_latest_data_version_record(source_key, is_source=True)
-        current = record.data_version.value if record and record.data_version else None
+        current = latest_data_version(instance, source_key, is_source=True)
         if current != fingerprint:
             observation = dg.AssetObservation(
                 asset_key=source_key,
@@ -84,6 +90,6 @@ def build_sensor(source_key: dg.AssetKey, job_name: str) -> dg.SensorDefinition:
 def _latest_storage_id(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> int:
     ids = []
     for key in keys:
-        event = instance.get_latest_materialization_event(key)
-        ids.append(event.storage_id if event is not None else 0)
+        records = instance.fetch_materializations(key, limit=1).records  # newest first
+        ids.append(records[0].storage_id if records else 0)
     return max(ids, default=0)

@@ -499,3 +499,39 @@ def test_servers_default_to_localhost():
         text = path.read_text(encoding="utf-8")
         assert "0.0.0.0" not in text and '"::"' not in text, path
 
+
+
+DISK_FULL_CLI_SRC = textwrap.dedent(
+    '''
+    import os, sys
+    import lexgpt.atomic as atomic
+
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def mkstemp_on_full_disk(*args, **kwargs):  # every lake write hits the kernel's ENOSPC
+        fd, name = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(os.devnull, os.O_RDONLY), name
+
+    atomic.tempfile.mkstemp = mkstemp_on_full_disk
+    from pipelines.cli import main
+    sys.exit(main(sys.argv[1:]))
+    '''
+)
+
+
+def test_cli_refresh_on_full_disk_says_so(lexgpt_home: Path, dev_full: Path):
+    """`lexgpt refresh` on a full disk: exit 1, one line naming the file and the cause."""
+    result = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_CLI_SRC, "refresh", "--only", "raw_subtitles"],
+        cwd=REPO, capture_output=True, text=True, env=_child_env(), timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    dest = lexgpt_home / "data_lake" / "raw_subtitles" / "cues.parquet"
+    assert last.startswith("refresh stopped: raw_subtitles failed:"), last
+    assert f"cannot write {dest}: the disk is full" in last, last
+    assert not dest.exists()
+    assert not dest.parent.exists() or _temp_files(dest.parent, dest.name) == []

@@ -18,6 +18,11 @@ def status(config: Path) -> dict[str, dict]:
     return {s["name"]: s for s in json.loads(out)}
 
 
+def assert_all_fresh(config: Path) -> None:
+    states = status(config)
+    assert {n: s["status"] for n, s in states.items()} == {n: "fresh" for n in ALL}, [s for s in states.values() if s["status"] != "fresh"]
+
+
 def refresh(config: Path) -> dict[str, list[str]]:
     out = lexgpt_cli("refresh", "--json", "--config", str(config)).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -37,7 +42,7 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert {s["status"] for s in status(config).values()} == {"missing"}
     first = refresh(config)
     assert first["executed"] == ALL
-    assert all(s["status"] == "fresh" for s in status(config).values())
+    assert_all_fresh(config)
     vocab_hash = sha256_file(lake / "bpe_vocab" / "tokenizer.json")
 
     # A rule that matches nothing: only the corpus is stale, and re-running it changes
@@ -49,14 +54,14 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert [n for n, s in states.items() if s["status"] != "fresh"] == ["cleaned_corpus"]
     second = refresh(config)
     assert second["executed"] == ["cleaned_corpus"]
-    assert all(s["status"] == "fresh" for s in status(config).values())
+    assert_all_fresh(config)
 
     # A rule that changes text: everything below the corpus re-runs, nothing above it.
     add_rule(rules, "spell_think", r"\bthink\b", "reckon")
     third = refresh(config)
     assert third["executed"] == ALL[1:]
     assert "raw_subtitles" in third["skipped"]
-    assert all(s["status"] == "fresh" for s in status(config).values())
+    assert_all_fresh(config)
     assert sha256_file(lake / "bpe_vocab" / "tokenizer.json") != vocab_hash
 
     # A rule that empties the text breaks the schema: the run fails before writing, and

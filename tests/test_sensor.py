@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from conftest import TINY_CONFIG, lexgpt_cli, write_episode
 
 DATA_AND_TOKENS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards"]
@@ -18,18 +16,19 @@ def _status(*args: str) -> dict[str, dict]:
 
 
 def _tick(sensor, instance, defs, cursor: str | None):
+    """One evaluation, as the daemon runs it (with the definitions' resources)."""
     import dagster as dg
 
-    context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor,
-                                      sensor_name=sensor.name)
-    result = sensor.evaluate_tick(context)
+    with dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def(),
+                                 resources=defs.resources, cursor=cursor,
+                                 sensor_name=sensor.name) as context:
+        result = sensor.evaluate_tick(context)
     # What the sensor daemon does with a tick's result: store its asset events.
     for event in result.asset_events:
         instance.report_runless_asset_event(event)
     return result
 
 
-@pytest.mark.slow
 def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Path, small_lexicap: Path,
                                                                  tmp_path: Path):
     import dagster as dg
@@ -42,12 +41,14 @@ def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Pa
     assert all(before[a]["status"] == "fresh" for a in DATA_AND_TOKENS), before
 
     from pipelines.definitions import defs
+    from pipelines.lake import latest_data_version
     from pipelines.sensors import SENSOR_TAG
 
-    sensor = defs.get_sensor_def("lexicap_new_data")
+    sensor = defs.get_repository_def().get_sensor_def("lexicap_new_data")
     source_key = dg.AssetKey("lexicap_vtt")
     with dg.DagsterInstance.get() as instance:
-        old_version = instance.get_latest_data_version_record(source_key, is_source=True).data_version.value
+        old_version = latest_data_version(instance, source_key, is_source=True)
+        assert old_version
 
         # Nothing new yet: no observation, no run for the fresh data and token stages.
         quiet = _tick(sensor, instance, defs, cursor=None)
@@ -66,8 +67,7 @@ def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Pa
         assert observation.asset_key == source_key
         new_version = observation.tags[DATA_VERSION_TAG]
         assert new_version != old_version
-        record = instance.get_latest_data_version_record(source_key, is_source=True)
-        assert record.data_version.value == new_version
+        assert latest_data_version(instance, source_key, is_source=True) == new_version
 
         # `lexgpt status` (another process, same instance) now calls raw_subtitles stale.
         after = _status()
@@ -89,8 +89,16 @@ def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Pa
         again = _tick(sensor, instance, defs, cursor=second.cursor)
         assert [r.run_key for r in again.run_requests] == [request.run_key]
 
+        # Once that run has happened, the next level: the corpus (it gained an episode).
+        job = defs.resolve_implicit_global_asset_job_def()
+        assert job.execute_in_process(instance=instance, asset_selection=request.asset_selection,
+                                      tags=request.tags).success
+        third = _tick(sensor, instance, defs, cursor=again.cursor)
+        assert [r.asset_selection for r in third.run_requests] == [[dg.AssetKey("cleaned_corpus")]]
+        assert third.run_requests[0].run_key != request.run_key
 
-def test_next_level_waits_for_stale_ancestors():
+
+def test_next_level_waits_for_stale_ancestors(monkeypatch):
     """A missing asset below a stale one is not 'ready' even if its direct parents are fresh."""
     import dagster as dg
     from dagster._core.definitions.data_version import StaleStatus
@@ -121,13 +129,9 @@ def test_next_level_waits_for_stale_ancestors():
         def get_status(self, key):
             return statuses[key]
 
-    original = sensors._resolver
-    sensors._resolver = lambda instance, graph: Resolver()
-    try:
-        assert sensors.next_level(None, graph) == [dg.AssetKey("a")]
-        statuses[dg.AssetKey("a")] = StaleStatus.FRESH
-        assert sensors.next_level(None, graph) == [dg.AssetKey("d")]
-        statuses[dg.AssetKey("b")] = StaleStatus.MISSING
-        assert sensors.next_level(None, graph) == [dg.AssetKey("b")]
-    finally:
-        sensors._resolver = original
+    monkeypatch.setattr(sensors, "_resolver", lambda instance, graph: Resolver())
+    assert sensors.next_level(None, graph) == [dg.AssetKey("a")]
+    statuses[dg.AssetKey("a")] = StaleStatus.FRESH
+    assert sensors.next_level(None, graph) == [dg.AssetKey("d")]
+    statuses[dg.AssetKey("b")] = StaleStatus.MISSING
+    assert sensors.next_level(None, graph) == [dg.AssetKey("b")]

@@ -221,6 +221,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, grads_fil
     dist.destroy_process_group()
 
 
+@pytest.mark.timeout(300)  # a wedged gloo rendezvous must fail, not hang CI
 def test_ddp_gloo_matches_single_process(tmp_path):
     token_chars = write_shards(tmp_path / "data")
     grads_file = tmp_path / "ddp_grads.pt"

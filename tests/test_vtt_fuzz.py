@@ -19,11 +19,11 @@ from lexgpt.vtt import Cue, VTTParseError, parse_vtt
 PATH = "fuzz.vtt"
 # A small alphabet that still reaches the parser's edge cases: digits, ':', '.', '-', '>',
 # spaces, tabs, a form feed, non-ASCII (incl. digits that isdigit() accepts), a BOM char.
-_ALPHABET = "abcXYZ019:.->  \t\f\u00e9\u00b2\u0661\u4e2d\U0001f600\ufeff"
+_ALPHABET = "abcXYZ019:.-> \t\f\u00e9\u00b2\u0661\u4e2d\U0001f600\ufeff"
 _LINE = (
     st.text(_ALPHABET, min_size=1, max_size=12)
     .map(lambda s: s.replace("-->", "->"))
-    .filter(lambda s: s.strip(" \t") != "")
+    .filter(lambda s: "-->" not in s and s.strip(" \t") != "")  # "---->" -> "--->" still has one
 )
 
 
@@ -83,7 +83,8 @@ def documents(draw):
             + _stamp(end, draw(st.integers(0, 3)))
         )
         if draw(st.booleans()):
-            timing += draw(st.sampled_from([" ", "\t"])) + draw(st.sampled_from(["align:start", "line:0 position:10%", ""]))
+            timing += draw(st.sampled_from([" ", "\t"]))
+            timing += draw(st.sampled_from(["align:start", "line:0 position:10%", ""]))
         timing += draw(st.sampled_from(["", "", " ", "\t"]))
         lines.append(timing)
         payload = draw(st.lists(_LINE, max_size=3))
@@ -101,7 +102,10 @@ _MUTATION = st.tuples(
     st.sampled_from(["replace", "insert", "delete", "duplicate"]),
     st.integers(-1_000, 10_000),  # negative: anywhere, header included; else after it
     st.integers(1, 8),
-    st.sampled_from([b"-->", b"\n", b"\r", b"\r\n", b":", b".", b"0", b"9", b" ", b"\xff", b"\xc3", b"\x00", b"NOTE ", b"\xef\xbb\xbf"]),
+    st.sampled_from(
+        [b"-->", b"\n", b"\r", b"\r\n", b":", b".", b"0", b"9", b" ", b"\x00", b"NOTE "]
+        + [b"\xff", b"\xc3", b"\xef\xbb\xbf"]  # invalid UTF-8, a lead byte cut short, a BOM
+    ),
 )
 
 
@@ -126,7 +130,8 @@ def _lines(data: bytes) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow  # ~45 s of CPU; CI runs it (make test-slow / test-all)
+@pytest.mark.timeout(300)  # a hang fails instead of blocking the suite
 @settings(
     max_examples=10_000,
     deadline=None,

@@ -14,7 +14,7 @@ from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
 from pipelines.assets.data import CORPUS_FILE, cleaned_corpus
 from pipelines.assets.tokens import SHARDS_DIR, TOKENIZER_FILE, bpe_vocab, load_tokenizer, token_shards
 from pipelines.freshness import CONFIG_HASH_KEY, config_hash
-from pipelines.lake import markdown_table, write_lineage
+from pipelines.lake import latest_data_version, markdown_table, write_lineage
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.versioning import code_version
 
@@ -64,8 +64,7 @@ class SamplesConfig(dg.Config):
 
 
 def _latest_version(context: dg.AssetExecutionContext, asset) -> str | None:
-    record = context.instance.get_latest_data_version_record(asset.key)
-    return record.data_version.value if record and record.data_version else None
+    return latest_data_version(context.instance, asset.key)
 
 
 def _mlflow_run_url(run_id: str, experiment_id: str) -> str:

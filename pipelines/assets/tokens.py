@@ -9,7 +9,7 @@ from lexgpt import shards
 from lexgpt.bpe import BPETokenizer
 from lexgpt.hashing import sha256_file, sha256_json, short
 from pipelines.assets.data import cleaned_corpus, read_corpus
-from pipelines.lake import markdown_table, write_lineage
+from pipelines.lake import latest_data_version, markdown_table, write_lineage
 from pipelines.resources import DataLake
 from pipelines.versioning import code_version
 
@@ -70,8 +70,7 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
 
 
 def _corpus_version(context: dg.AssetExecutionContext) -> str | None:
-    record = context.instance.get_latest_data_version_record(cleaned_corpus.key)
-    return record.data_version.value if record and record.data_version else None
+    return latest_data_version(context.instance, cleaned_corpus.key)
 
 
 def load_tokenizer(lake: DataLake) -> BPETokenizer:
