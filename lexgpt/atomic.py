@@ -2,7 +2,9 @@
 
 Each write goes to a temporary file in the destination folder, is flushed and fsynced,
 then renamed over the destination with ``os.replace`` (atomic on POSIX). A process killed
-mid-write leaves at most a stray ``.tmp`` file, which the next write cleans away.
+mid-write leaves at most a hidden ``.NAME.*.tmp`` file; the next write of the same
+destination removes such leftovers once they are older than ``STALE_TEMP_SECONDS`` (a
+younger one may belong to a writer that is still running).
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -15,16 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+STALE_TEMP_SECONDS = 600
+
+
 class LakeWriteError(OSError):
     """A write into the data lake failed for a reason the user can act on."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def _explain(err: OSError, dest: Path) -> LakeWriteError:
@@ -47,6 +57,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(dest)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         os.close(fd)
     except OSError as err:
@@ -66,6 +77,14 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    now = time.time()
+    for leftover in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
+                leftover.unlink()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -89,6 +108,15 @@ def write_text(dest: str | os.PathLike[str], text: str) -> None:
 def write_json(dest: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as stable, human-readable JSON (sorted keys, so equal objects give equal bytes)."""
     write_text(dest, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_torch(dest: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save`` atomically. Saving into an open file (not a path) makes a full disk
+    surface as ``OSError(ENOSPC)`` instead of torch's opaque ``RuntimeError``."""
+    import torch
+
+    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def write_parquet(dest: str | os.PathLike[str], table: Any) -> None:

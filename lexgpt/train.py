@@ -50,8 +50,7 @@ TOKEN_DTYPE = np.dtype("<u2")
 class TrainConfig:
     preset: str = "cpu-tiny"
     max_steps: int = 2000
-    # Defaults: the measured cpu-tiny recipe (BENCHMARKS.md); larger presets want a
-    # bigger batch (grad_accum), lr ~6e-4 and a longer warmup.
+    # Defaults: the measured cpu-tiny recipe (BENCHMARKS.md); see RECIPES / for_preset.
     batch_size: int = 16  # sequences per micro-step and rank
     grad_accum: int = 1
     lr: float = 3e-3
@@ -70,6 +69,27 @@ class TrainConfig:
     compile: bool = False
     dtype: str = "auto"  # auto = bfloat16 autocast on CUDA, else float32
     max_minutes: float | None = None  # training-time budget, summed over resumes
+
+    @classmethod
+    def for_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
+        """The training recipe for a model preset (``RECIPES``), then ``overrides``."""
+        return cls(**{**RECIPES.get(preset, {}), "preset": preset, **overrides})
+
+
+# Per-preset settings on top of the defaults (which are cpu-tiny's, measured). The GPU
+# recipes follow nanoGPT-scale practice (~32k tokens/step, lr ~ 1/sqrt(width)) and are
+# not yet measured on this corpus.
+RECIPES: dict[str, dict[str, Any]] = {
+    "cpu-tiny": {},
+    "gpu-small": dict(
+        batch_size=32, grad_accum=2, lr=6e-4, min_lr=6e-5, warmup_steps=200,
+        max_steps=3000, eval_every=250, eval_tokens=0, checkpoint_every=500,
+    ),
+    "seed-76m": dict(
+        batch_size=32, grad_accum=4, lr=3e-4, min_lr=3e-5, warmup_steps=200,
+        max_steps=3000, eval_every=250, eval_tokens=0, checkpoint_every=500,
+    ),
+}  # fmt: skip
 
 
 @dataclass
@@ -148,7 +168,9 @@ def evaluate(
     if eval_tokens:
         n_windows = min(n_windows, max(1, eval_tokens // T))
     mine = np.arange(rank, n_windows, world_size)
-    chars_of = torch.as_tensor(np.asarray(token_chars), dtype=torch.float64) if token_chars is not None else None
+    chars_of = None
+    if token_chars is not None:
+        chars_of = torch.as_tensor(np.asarray(token_chars), dtype=torch.float64)
     sums = torch.zeros(3, dtype=torch.float64)  # nats, targets, chars
     was_training = model.training
     model.eval()
@@ -273,7 +295,9 @@ def train(
         torch.manual_seed(cfg.seed + rank)  # independent dropout per rank
 
     model = torch.compile(raw_model) if cfg.compile else raw_model
-    ddp_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None) if world > 1 else model
+    ddp_model = model
+    if world > 1:
+        ddp_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
     block = model_config.block_size
     sampler = BatchSampler(data_dir / "train.bin", block, cfg.batch_size, sampler_seed)
     tokens_per_step = cfg.batch_size * cfg.grad_accum * block * world
@@ -364,7 +388,8 @@ def train(
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             train_loss = loss_sum / cfg.grad_accum
             if world > 1:
-                train_loss = _all_reduce_sum(train_loss.detach().double().cpu().view(1), device)[0] / world
+                summed = _all_reduce_sum(train_loss.double().cpu().view(1), device)
+                train_loss = summed[0] / world
             t_now = time.perf_counter()
             tok_s = (step - step_log) * tokens_per_step / max(t_now - t_log, 1e-9)
             t_log, step_log = t_now, step
@@ -444,16 +469,18 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, help="override the preset")
     p.add_argument("--dropout", type=float, help="override the preset")
     p.add_argument("--no-progress", action="store_true")
-    for f in fields(TrainConfig):
+    for f in fields(TrainConfig):  # unset flags take the preset's recipe
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
-            p.add_argument(flag, action="store_true")
+            p.add_argument(flag, action="store_true", default=None)
         else:
             kind = float if f.name == "max_minutes" else type(f.default)
-            p.add_argument(flag, type=kind, default=f.default)
+            p.add_argument(flag, type=kind, default=None, help=f"default: {f.default}")
     args = p.parse_args(argv)
 
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    preset = given.pop("preset") or TrainConfig.preset
+    cfg = TrainConfig.for_preset(preset, **{k: v for k, v in given.items() if v is not None})
     vocab_size = args.vocab_size or _vocab_size(args.data)
     if vocab_size is None:
         p.error("--vocab-size is needed: manifest.json has no vocab_size")

@@ -168,7 +168,9 @@ def refresh(
             log(f"  fresh    {name}")
             continue
         log(f"  running  {name}  ({state.status}: {'; '.join(state.causes)})")
-        config = {"ops": {name: {"config": dict(run_config[name])}}} if run_config.get(name) else None
+        config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        if run_config.get(name):
+            config["ops"] = {name: {"config": dict(run_config[name])}}
         result = job.execute_in_process(
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(name)],
@@ -193,5 +195,10 @@ def _failure_message(result) -> str:
             err = event.step_failure_data.error
             while err.cause is not None and "dagster" in (err.cls_name or "").lower():
                 err = err.cause
-            return err.message.strip()
+            message = err.message.strip()
+            # "lexgpt.atomic.LakeWriteError: cannot write ..." -> "cannot write ..."
+            if err.cls_name and message.split(":", 1)[0].endswith(err.cls_name) and err.cls_name.endswith("Error") \
+                    and err.cls_name not in ("ValueError", "RuntimeError", "KeyError", "TypeError"):
+                message = message.split(":", 1)[1].strip()
+            return message
     return "run failed (see the Dagster UI for the log)"

@@ -300,8 +300,9 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "mlflow-ui.log"
-    env = os.environ.copy() | {"PYTHONUNBUFFERED": "1"}
-    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "-h", "127.0.0.1", "-p", str(port)]
+    env = os.environ.copy() | {"PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                               "DO_NOT_TRACK": "true"}
+    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
     with _server(cmd, log, env) as proc:
         _wait_http(f"{base}/health", proc, log, timeout=120)
 
@@ -320,17 +321,40 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
         assert model["latest_versions"][0]["run_id"] == run_id
 
         with _browser() as page:
-            page.goto(f"{base}/#/experiments/{exp_id}", wait_until="domcontentloaded")
-            _wait_for_texts(page, ["lexgpt", run["info"]["run_name"]], timeout_s=90)
-            page.wait_for_timeout(1500)
+            page.add_init_script(MLFLOW_NO_ASSISTANT)  # its first-visit side panel covers the page
+            # The experiment's training runs (its bare URL opens MLflow 3's GenAI overview).
+            page.goto(f"{base}/#/experiments/{exp_id}/runs", wait_until="domcontentloaded")
+            _wait_for_texts(page, ["Training runs", "lexgpt", run["info"]["run_name"]], timeout_s=90)
+            _close_mlflow_assistant(page)
             _screenshot(page, "mlflow_experiment.png")
 
             page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}", wait_until="domcontentloaded")
-            _wait_for_texts(page, ["val_bpc", "train_loss"], timeout_s=90)
-            page.wait_for_timeout(1000)
+            body = _wait_for_texts(page, ["val_bpc", "train_loss", "tokens_per_s", "Parameters"],
+                                   timeout_s=90)
+            assert "lexgpt" in body  # the model logged by the run, registered as lexgpt
+            _close_mlflow_assistant(page)
+            page.get_by_text("val_bpc", exact=True).first.scroll_into_view_if_needed()
             _screenshot(page, "mlflow_run.png")
 
             page.goto(f"{base}/#/models/lexgpt", wait_until="domcontentloaded")
-            _wait_for_texts(page, ["lexgpt", "Version 1", "champion"], timeout_s=90)
-            page.wait_for_timeout(1000)
+            _wait_for_texts(page, ["lexgpt", "Version 1", "champion", "lexgpt.corpus_version"],
+                            timeout_s=90)
+            _close_mlflow_assistant(page)
             _screenshot(page, "mlflow_registered_model.png")
+
+
+MLFLOW_NO_ASSISTANT = """
+try {
+  localStorage.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
+  localStorage.setItem("mlflow.assistant.panelOpen_v1", "false");
+} catch (e) {}
+"""
+
+
+def _close_mlflow_assistant(page) -> None:
+    """Make sure MLflow's 'Assistant' side panel is closed (it only hides the page)."""
+    page.wait_for_timeout(1000)
+    close = page.get_by_role("button", name="Close", exact=True)
+    if close.count():
+        close.first.click()
+        page.wait_for_timeout(800)

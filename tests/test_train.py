@@ -65,6 +65,13 @@ def test_lr_schedule_shape():
     assert lr_at(20, cfg, progress=0.0) == lr_at(20, cfg)
 
 
+def test_presets_have_recipes():
+    assert TrainConfig.for_preset("cpu-tiny") == TrainConfig()
+    small = TrainConfig.for_preset("gpu-small", lr=1e-4)
+    assert small.preset == "gpu-small" and small.lr == 1e-4 and small.grad_accum > 1
+    assert TrainConfig.for_preset("seed-76m").lr < TrainConfig().lr
+
+
 def test_bits_per_char_on_a_hand_checkable_case(tmp_path):
     assert bits_per_char(10 * math.log(2), 5) == pytest.approx(2.0)
     vocab, block = 16, 8

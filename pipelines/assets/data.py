@@ -56,6 +56,8 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
             "episodes": summary["episodes"],
             "cues": summary["cues"],
             "hours_of_audio": round(float(summary["hours"]), 1),
+            # Whisper timestamp glitches: kept (their text is fine), but counted, never hidden.
+            "cues_ending_before_start": summary["backwards_cues"],
             "parse_seconds": round(seconds, 2),
             "source": dg.MetadataValue.path(str(folder)),
             "path": dg.MetadataValue.path(str(out)),
