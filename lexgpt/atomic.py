@@ -28,6 +28,8 @@ from typing import Any
 
 
 STALE_TEMP_SECONDS = 600
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class LakeWriteError(OSError):
@@ -59,6 +61,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(dest)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get ordinary permissions
         os.close(fd)
     except OSError as err:
         raise _explain(err, dest) from err

@@ -14,6 +14,7 @@ config counts that as a cause of staleness.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,11 +79,12 @@ def _resolver(instance: dg.DagsterInstance, graph: AssetGraph) -> CachingStaleSt
 
 
 def _explain(cause) -> str:
+    """One readable line: "code version changed" or "input cleaned_corpus: has a new data version"."""
     dep = cause.dependency_asset_key.to_user_string() if cause.dependency else None
-    if cause.category == StaleCauseCategory.CODE and cause.asset_key and not dep:
-        return f"code changed ({cause.reason})"
     if dep:
-        return f"input {dep} changed ({cause.reason})"
+        return f"input {dep}: {cause.reason}"
+    if cause.category == StaleCauseCategory.CODE:
+        return "code version changed"
     return cause.reason
 
 
@@ -131,7 +133,13 @@ def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
     if not observable:
         return
     job = defs.resolve_implicit_global_asset_job_def()
-    job.execute_in_process(instance=instance, asset_selection=observable, raise_on_error=True)
+    job.execute_in_process(instance=instance, asset_selection=observable, raise_on_error=True,
+                           run_config=_QUIET)
+
+
+# Dagster's console logger would print every event (and a failure's whole traceback);
+# the refresh prints its own one-line progress and the root cause instead.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -168,9 +176,10 @@ def refresh(
             log(f"  fresh    {name}")
             continue
         log(f"  running  {name}  ({state.status}: {'; '.join(state.causes)})")
-        config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        config: dict[str, Any] = dict(_QUIET)
         if run_config.get(name):
             config["ops"] = {name: {"config": dict(run_config[name])}}
+        started = time.perf_counter()
         result = job.execute_in_process(
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(name)],
@@ -180,6 +189,7 @@ def refresh(
         if not result.success:
             raise RefreshError(name, _failure_message(result))
         report.executed.append(name)
+        log(f"  done     {name}  ({time.perf_counter() - started:.1f} s)")
     return report
 
 

@@ -2,6 +2,7 @@
 
 
 import time
+import warnings
 
 import dagster as dg
 import polars as pl
@@ -12,6 +13,9 @@ from lexgpt.hashing import sha256_file, short
 from pipelines.lake import column_schema, markdown_table, write_lineage
 from pipelines.resources import DataLake, LexicapSource
 from pipelines.versioning import code_version
+
+# observable_source_asset is Dagster's way to version an external source; it is marked beta.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset.*")
 
 GROUP = "data"
 RAW_FILE = ("raw_subtitles", "cues.parquet")
