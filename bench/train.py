@@ -1,7 +1,8 @@
 """Training throughput (tokens/s, MFU on CUDA) of a preset, through the real training loop.
 
     python bench/train.py --synthetic --preset cpu-tiny --seconds 60
-    python bench/train.py --data data_lake/token_shards --preset cpu-tiny --minutes 5 --eval-tokens 0
+    python bench/train.py --data data_lake/token_shards --tokenizer data_lake/bpe_vocab/tokenizer.json \
+        --minutes 5 --eval-tokens 0
 
 ``--synthetic`` trains on random tokens (throughput only; the loss means nothing), so it
 runs before the real shards exist. ``--minutes`` with real shards reports the val bpc
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from lexgpt.model import GPT, GPTConfig
-from lexgpt.train import TrainConfig, _vocab_size, train
+from lexgpt.train import TrainConfig, _vocab_size, load_token_chars, train
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -47,6 +48,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("data_lake/token_shards"))
     p.add_argument("--synthetic", action="store_true", help="random tokens, no shards needed")
     p.add_argument("--vocab-size", type=int, default=None, help="default: manifest, or 1000 synthetic")
+    p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json, for bpc")
     p.add_argument("--token-chars", type=Path, default=None, help="default: DATA/token_chars.npy")
     p.add_argument("--preset", default="cpu-tiny")
     p.add_argument("--block-size", type=int, default=None)
@@ -80,8 +82,7 @@ def main() -> None:
         vocab = args.vocab_size or _vocab_size(data)
         if vocab is None:
             sys.exit(f"no vocab_size in {data}/manifest.json; pass --vocab-size")
-        chars = args.token_chars or data / "token_chars.npy"
-        token_chars = np.load(chars) if chars.exists() else None
+        token_chars = load_token_chars(data, args.tokenizer, args.token_chars)
     overrides = {"block_size": args.block_size} if args.block_size else {}
     mc = GPTConfig.from_preset(args.preset, vocab, **overrides)
     budget = args.minutes if args.minutes is not None else (args.seconds / 60 if args.seconds else None)

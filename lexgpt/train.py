@@ -458,11 +458,24 @@ def _vocab_size(data_dir: Path) -> int | None:
     return None
 
 
+def load_token_chars(
+    data_dir: Path, tokenizer: Path | None = None, token_chars: Path | None = None
+) -> np.ndarray | None:
+    """Characters per token id from a tokenizer file, an .npy, or DATA/token_chars.npy."""
+    if tokenizer is not None:
+        from lexgpt.bpe import BPETokenizer
+
+        return BPETokenizer.load(tokenizer).token_char_counts()
+    path = token_chars or data_dir / "token_chars.npy"
+    return np.load(path) if path.exists() else None
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lexgpt.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, type=Path, help="folder with train.bin, val.bin")
     p.add_argument("--out", required=True, type=Path, help="checkpoints and weights go here")
     p.add_argument("--vocab-size", type=int, help="default: manifest.json's vocab_size")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer.json: characters per token for bpc")
     p.add_argument("--token-chars", type=Path, help=".npy of characters per token id"
                    " (default: DATA/token_chars.npy if present; else bpc is nan)")  # fmt: skip
     for name in ("block_size", "n_layer", "n_head", "n_embd"):
@@ -490,8 +503,7 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, k) is not None
     }
     model_config = GPTConfig.from_preset(cfg.preset, vocab_size, **overrides)
-    chars_path = args.token_chars or args.data / "token_chars.npy"
-    token_chars = np.load(chars_path) if chars_path.exists() else None
+    token_chars = load_token_chars(args.data, args.tokenizer, args.token_chars)
     result = train(model_config, cfg, args.data, args.out, token_chars, progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) == 0:
         summary = {k: v for k, v in asdict(result).items() if k != "history"}
