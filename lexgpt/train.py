@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from lexgpt.atomic import atomic_path, write_json
+from lexgpt.atomic import write_json, write_torch
 from lexgpt.model import GPT, GPTConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -337,8 +337,7 @@ def train(
                 "history": history,
                 "elapsed_s": elapsed_before + time.perf_counter() - t0,
             }
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(ckpt, tmp)
+            write_torch(ckpt_path, ckpt)
 
     def emit(metrics: dict[str, float]) -> None:
         row = {"step": float(step), **metrics}
@@ -418,8 +417,7 @@ def train(
         save_checkpoint()
     weights_path, config_path = out_dir / WEIGHTS, out_dir / CONFIG
     if master:
-        with atomic_path(weights_path) as tmp:
-            torch.save(raw_model.state_dict(), tmp)
+        write_torch(weights_path, raw_model.state_dict())
         write_json(config_path, model_config.to_dict())
     total_elapsed = elapsed_before + time.perf_counter() - t0
     if world > 1:

@@ -64,6 +64,14 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert_all_fresh(config)
     assert sha256_file(lake / "bpe_vocab" / "tokenizer.json") != vocab_hash
 
+    # The model the refresh registered is usable from the command line, with its lineage.
+    lineage = lexgpt_cli("lineage", "models:/lexgpt@champion").stdout
+    assert "lexgpt.corpus_version" in lineage and "lexgpt.rules_hash" in lineage
+    out = lexgpt_cli("generate", "I reckon", "--max-new-tokens", "15", "--seed", "3").stdout
+    again = lexgpt_cli("generate", "I reckon", "--max-new-tokens", "15", "--seed", "3").stdout
+    assert out.startswith("I reckon") and len(out.strip()) > len("I reckon")
+    assert out == again  # seeded sampling is reproducible
+
     # A rule that empties the text breaks the schema: the run fails before writing, and
     # the previous corpus file is untouched.
     corpus_file = lake / "cleaned_corpus" / "corpus.parquet"
