@@ -352,7 +352,10 @@ def train(
             f"dtype={dtype_name}, world={world}, {tokens_per_step} tokens/step, from step {step}",
             file=sys.stderr,
         )
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and master), unit="step")
+    # Redraw often on a terminal; in a log file (CI, Dagster) a line every 30 s is plenty.
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and master), unit="step",
+               mininterval=0.1 if interactive else 30.0)
     t0 = time.perf_counter()
     t_log, step_log = t0, step
     last_eval_step = last_ckpt_step = -1
