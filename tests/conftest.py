@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,24 +52,33 @@ def small_lexicap(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def lexgpt_home(tmp_path: Path, small_lexicap: Path, monkeypatch) -> Path:
-    """Point every store (data lake, Dagster, MLflow, rules) into a temporary home."""
-    home = tmp_path / "home"
-    home.mkdir()
-    rules = home / "cleaning_rules.toml"
-    shutil.copyfile(REPO / "lexgpt" / "cleaning_rules.toml", rules)
+def use_home(monkeypatch, home: Path, vtt: Path, rules: Path | None = None) -> Path:
+    """Point every store (data lake, Dagster, MLflow) into ``home`` and read VTT from ``vtt``."""
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         "LEXGPT_HOME": str(home),
         "DAGSTER_HOME": str(home / ".dagster"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}",
-        "LEXICAP_DIR": str(small_lexicap),
-        "LEXGPT_CLEANING_RULES": str(rules),
+        "LEXICAP_DIR": str(vtt),
         "LEXGPT_DATA_LAKE": str(home / "data_lake"),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    if rules is None:
+        monkeypatch.delenv("LEXGPT_CLEANING_RULES", raising=False)
+    else:
+        monkeypatch.setenv("LEXGPT_CLEANING_RULES", str(rules))
     return home
+
+
+@pytest.fixture
+def lexgpt_home(tmp_path: Path, small_lexicap: Path, monkeypatch) -> Path:
+    """An isolated home over the small corpus, with its own editable copy of the rules."""
+    home = tmp_path / "home"
+    home.mkdir()
+    rules = home / "cleaning_rules.toml"
+    shutil.copyfile(REPO / "lexgpt" / "cleaning_rules.toml", rules)
+    return use_home(monkeypatch, home, small_lexicap, rules)
 
 
 # A training config small enough for tests: a few seconds on one CPU core.
@@ -91,8 +103,6 @@ evaluation_samples:
 
 def lexgpt_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600):
     """Run the real ``lexgpt`` command in a subprocess (fresh definitions each time)."""
-    import subprocess
-
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
         cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
@@ -100,3 +110,27 @@ def lexgpt_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout:
     if check and proc.returncode != 0:
         raise AssertionError(f"lexgpt {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True``: SIGTERM, then SIGKILL its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # children that ignored SIGTERM (or outlived their parent) go too
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=20)

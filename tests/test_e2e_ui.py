@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_CONFIG, lexgpt_cli
+from conftest import REPO, TINY_CONFIG, free_port, kill_group, lexgpt_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -48,12 +47,6 @@ pytestmark = [
 
 # ------------------------------------------------------------------------------ helpers
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _server(cmd: list[str], log: Path, env: dict[str, str], cwd: Path = REPO):
     """Run ``cmd`` in its own process group; on exit kill the whole group."""
@@ -64,23 +57,7 @@ def _server(cmd: list[str], log: Path, env: dict[str, str], cwd: Path = REPO):
     try:
         yield proc
     finally:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # children that ignored SIGTERM (or outlived their parent) go too
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=20)
+        kill_group(proc)
 
 
 def _tail(log: Path, n: int = 4000) -> str:
@@ -227,7 +204,7 @@ def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "dagster-dev.log"
     env = os.environ.copy() | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -297,7 +274,7 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     lexgpt_cli("refresh", "--config", str(config), timeout=900)
 
     uri = os.environ["MLFLOW_TRACKING_URI"]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "mlflow-ui.log"
     env = os.environ.copy() | {"PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REAL_LEXICAP, lexgpt_cli
+from conftest import REAL_LEXICAP, lexgpt_cli, use_home
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,16 +25,7 @@ pytestmark = [
 
 @pytest.mark.timeout(1800)
 def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
-    home = tmp_path / "home"
-    for key, value in {
-        "LEXGPT_HOME": str(home),
-        "DAGSTER_HOME": str(home / ".dagster"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}",
-        "LEXICAP_DIR": str(REAL_LEXICAP),
-        "LEXGPT_DATA_LAKE": str(home / "data_lake"),
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("LEXGPT_CLEANING_RULES", raising=False)
+    home = use_home(monkeypatch, tmp_path / "home", REAL_LEXICAP)
 
     run = lexgpt_cli("run", "--json", timeout=1700)
     report = json.loads(run.stdout.strip().splitlines()[-1])

@@ -6,24 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import REPO, TINY_CONFIG, lexgpt_cli
+from conftest import REPO, TINY_CONFIG, lexgpt_cli, use_home
 from lexgpt.hashing import sha256_file
 
 STAGES = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards"]
-
-
-def _use_home(monkeypatch, home: Path, vtt: Path, rules: Path) -> None:
-    home.mkdir()
-    env = {
-        "LEXGPT_HOME": str(home),
-        "DAGSTER_HOME": str(home / ".dagster"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlruns' / 'mlflow.db'}",
-        "LEXICAP_DIR": str(vtt),
-        "LEXGPT_CLEANING_RULES": str(rules),
-        "LEXGPT_DATA_LAKE": str(home / "data_lake"),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
 
 
 def _data_versions(home: Path) -> dict[str, str]:
@@ -60,7 +46,7 @@ def test_data_and_token_stages_are_reproducible(tmp_path: Path, small_lexicap: P
     prints = {}
     for name in ("a", "b"):
         home = tmp_path / f"home_{name}"
-        _use_home(monkeypatch, home, small_lexicap, rules)
+        use_home(monkeypatch, home, small_lexicap, rules)
         out = lexgpt_cli("refresh", "--only", *STAGES, "--config", str(config), "--json").stdout
         report = json.loads(out.strip().splitlines()[-1])
         assert report["executed"] == STAGES, out

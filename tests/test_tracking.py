@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lexgpt import tracking
+from conftest import free_port, kill_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -397,18 +397,12 @@ def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_mode
     assert Path(result["lexgpt"]).parts[-3:] == ("code", "lexgpt", "__init__.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_files):
     weights, config, tok_path = tiny_model_files
     _register(weights, config, tok_path, val_bpc=1.0)
 
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow_cli), "models", "serve", "-m", "models:/lexgpt@champion",
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
@@ -444,14 +438,4 @@ def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_fil
         preds = answer["predictions"]
         assert len(preds) == 1 and isinstance(preds[0], str) and preds[0]
     finally:
-        import signal
-
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        kill_group(server)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,8 @@ from lexgpt.train import (
     main,
     train,
 )
+
+from conftest import free_port
 
 VOCAB = 32
 
@@ -193,12 +194,6 @@ def test_cli(tmp_path, capsys):
 # --- DDP: two gloo processes == one process on the combined batch -------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(42)
     idx = torch.randint(0, VOCAB, (4, 17), generator=g)
@@ -232,7 +227,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, grads_fil
 def test_ddp_gloo_matches_single_process(tmp_path):
     token_chars = write_shards(tmp_path / "data")
     grads_file = tmp_path / "ddp_grads.pt"
-    port = _free_port()
+    port = free_port()
     mp.spawn(
         _ddp_worker,
         args=(2, port, str(tmp_path / "data"), str(tmp_path / "ddp"), str(grads_file)),

@@ -89,7 +89,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
                   mlflow: MlflowTracking):
     import torch
 
-    from lexgpt.model import GPTConfig
+    from lexgpt.model import GPT, GPTConfig
     from lexgpt.train import TrainConfig, train
 
     tokenizer = load_tokenizer(lake)
@@ -102,8 +102,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_overrides = {k: v for k, v in config.model_dump().items()
                        if k in train_fields and v is not None and k != "preset"}
-    train_cfg = TrainConfig.for_preset(preset, **train_overrides) if hasattr(TrainConfig, "for_preset") \
-        else TrainConfig(preset=preset, **train_overrides)
+    train_cfg = TrainConfig.for_preset(preset, **train_overrides)
 
     lineage = {
         "corpus_version": _latest_version(context, cleaned_corpus),
@@ -158,7 +157,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     yield dg.MaterializeResult(
         metadata={
             "preset": preset,
-            "params": model_cfg_params(model_cfg),
+            "params": GPT(model_cfg).num_params(non_embedding=False),
             "steps": result.steps,
             "tokens_seen": result.tokens_seen,
             "train_minutes": round(result.elapsed_s / 60, 2),
@@ -179,12 +178,6 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
         passed=result.val_bpc <= config.max_val_bpc,
         metadata={"val_bpc": result.val_bpc, "max_val_bpc": config.max_val_bpc},
     )
-
-
-def model_cfg_params(model_cfg) -> int:
-    from lexgpt.model import GPT
-
-    return GPT(model_cfg).num_params(non_embedding=False)
 
 
 @dg.asset(
