@@ -3,8 +3,12 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PYTHON ?= python3
+# The system interpreter, looked up before the venv goes first on PATH below.
+SYSTEM_PYTHON := $(shell command -v python3)
+PYTHON ?= $(SYSTEM_PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
+# The venv's scripts (dagster, mlflow, uvicorn) first on PATH, without activating it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export LEXICAP_DIR ?= $(if $(wildcard ../shared/lexicap/vtt),$(abspath ../shared/lexicap/vtt),)
 
 .PHONY: install run test test-slow test-all ui mlflow-ui bench clean-state

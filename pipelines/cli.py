@@ -135,6 +135,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _script(name: str) -> str:
+    """A console script of this Python's environment (works in a venv that is not activated)."""
+    sibling = Path(sys.executable).parent / name
+    return str(sibling) if sibling.exists() else name
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from pipelines.freshness import ensure_dagster_home
 
@@ -142,7 +148,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parent.parent
     os.chdir(root)
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
-    os.execvp("dagster", ["dagster", "dev", "-w", str(root / "workspace.yaml"),
+    os.execvp(_script("dagster"), ["dagster", "dev", "-w", str(root / "workspace.yaml"),
                           "-h", args.host, "-p", str(args.port)])
 
 
@@ -151,7 +157,7 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
 
     uri = paths.tracking_uri()
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri})")
-    os.execvp("mlflow", ["mlflow", "ui", "--backend-store-uri", uri,
+    os.execvp(_script("mlflow"), ["mlflow", "ui", "--backend-store-uri", uri,
                          "--default-artifact-root", paths.artifact_root(),
                          "-h", args.host, "-p", str(args.port)])
 

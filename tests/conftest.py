@@ -14,6 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Servers the tests start (dagster, mlflow, and uvicorn which `mlflow models serve` execs)
+# are console scripts of this interpreter's environment: find them even in a venv that was
+# never activated (CI runs `.venv/bin/python -m pytest`).
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 REAL_LEXICAP = Path(os.environ.get("LEXICAP_DIR", REPO.parent / "shared" / "lexicap" / "vtt"))
 
 WORDS = (

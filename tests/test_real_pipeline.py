@@ -36,7 +36,7 @@ def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
 
     lake = home / "data_lake"
     raw = json.loads((lake / "raw_subtitles" / "lineage.json").read_text())
-    assert raw["source_folder"] == str(REAL_LEXICAP)
+    assert Path(raw["source_folder"]) == REAL_LEXICAP.resolve()
     manifest = json.loads((lake / "token_shards" / "manifest.json").read_text())
     assert manifest["vocab_size"] == 1000
     assert len(manifest["splits"]["train"]["episodes"]) + len(manifest["splits"]["val"]["episodes"]) == 319
