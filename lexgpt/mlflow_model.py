@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 import mlflow
+import pandas as pd  # an MLflow dependency
 from mlflow.pyfunc import PythonModel
 
 ARTIFACT_WEIGHTS = "weights"
@@ -50,16 +51,12 @@ def _as_prompts(model_input: Any) -> list[str]:
         return []
     if isinstance(model_input, (str, bytes)):
         return [_text(model_input)]
-    try:  # pandas is an MLflow dependency, but keep the import local and optional
-        import pandas as pd
-    except ImportError:  # pragma: no cover
-        pd = None
-    if pd is not None and isinstance(model_input, pd.DataFrame):
+    if isinstance(model_input, pd.DataFrame):
         if model_input.shape[1] == 0:
             return []
         column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
         return [_text(v) for v in model_input[column].tolist()]
-    if pd is not None and isinstance(model_input, pd.Series):
+    if isinstance(model_input, pd.Series):
         return [_text(v) for v in model_input.tolist()]
     if isinstance(model_input, dict):
         for key in ("prompt", "prompts", "inputs", "question"):
@@ -143,7 +140,10 @@ class LexGPTModel(PythonModel):
         self.model = model
         self.tokenizer = BPETokenizer.load(artifacts[ARTIFACT_TOKENIZER])
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
+    # MLflow hands ``predict`` a DataFrame (one column of prompts, per the signature); the
+    # hint says so, and stops MLflow warning on every load that ``predict`` has none.
+    # Called directly, ``predict`` also takes a string, a list or a dict (``_as_prompts``).
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:
         import torch
 
         from lexgpt.generate import generate, qa_prompt

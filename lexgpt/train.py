@@ -399,7 +399,9 @@ def train(
                 train_loss=float(train_loss), lr=lr, grad_norm=float(grad_norm),
                 tokens_per_s=tok_s, tokens_seen=float(step * tokens_per_step),
             )  # fmt: skip
-            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+            # set_postfix redraws at once unless told not to, which would defeat mininterval.
+            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}",
+                            refresh=interactive)
         if step % cfg.eval_every == 0:
             val = run_eval()
             last_eval_step = step

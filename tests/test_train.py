@@ -180,6 +180,18 @@ def test_time_budget_stops_and_still_evaluates(tmp_path):
     assert (tmp_path / "o" / "model.pt").exists()
 
 
+def test_progress_bar_in_a_log_file_redraws_sparsely(tmp_path, capsys):
+    # stderr captured by pytest is not a terminal, like Dagster's or CI's logs: 200 steps
+    # logged every 10 must not become 20 redraws (a single line, megabytes long on real runs).
+    token_chars = write_shards(tmp_path / "data")
+    tc = TrainConfig(max_steps=200, batch_size=2, log_every=10, eval_every=1000, eval_tokens=64,
+                     checkpoint_every=1000)  # fmt: skip
+    train(model_config(), tc, tmp_path / "data", tmp_path / "o", token_chars, progress=True)
+    err = capsys.readouterr().err
+    redraws = err.count("step/s") + err.count("s/step")
+    assert 1 <= redraws <= 3, err
+
+
 def test_cli(tmp_path, capsys):
     write_shards(tmp_path / "data")
     main([
