@@ -172,6 +172,21 @@ def test_learns_and_reports_metrics(tmp_path):
     assert (tmp_path / "o" / "checkpoint.pt").exists()  # the final state is always saved
 
 
+@pytest.mark.slow  # inductor compiles C++ kernels: ~25 s on 2 cores
+def test_compiled_model_trains_like_eager(tmp_path):
+    token_chars = write_shards(tmp_path / "data")
+    base = dict(max_steps=30, batch_size=4, log_every=10, eval_every=1000, eval_tokens=256, checkpoint_every=1000)
+    eager = train(model_config(), TrainConfig(**base), tmp_path / "data", tmp_path / "e", token_chars, progress=False)
+    compiled = train(model_config(), TrainConfig(**base, compile=True), tmp_path / "data", tmp_path / "c",
+                     token_chars, progress=False)  # fmt: skip
+    losses = lambda r: [h["train_loss"] for h in r.history if "train_loss" in h]  # noqa: E731
+    assert losses(compiled) == pytest.approx(losses(eager), rel=1e-4)
+    assert compiled.val_bpc == pytest.approx(eager.val_bpc, rel=1e-4)
+    # Weights are saved from the uncompiled module: no "_orig_mod." prefix.
+    state = torch.load(compiled.weights_path, weights_only=True)
+    assert set(state) == set(torch.load(eager.weights_path, weights_only=True))
+
+
 def test_time_budget_stops_and_still_evaluates(tmp_path):
     token_chars = write_shards(tmp_path / "data")
     tc = TrainConfig(max_steps=10_000, batch_size=2, log_every=1, eval_tokens=64, max_minutes=0.02)
