@@ -9,7 +9,6 @@ PYTHON ?= $(SYSTEM_PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # The venv's scripts (dagster, mlflow, uvicorn) first on PATH, without activating it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export LEXICAP_DIR ?= $(if $(wildcard ../shared/lexicap/vtt),$(abspath ../shared/lexicap/vtt),)
 
 .PHONY: install run test test-slow test-all ui mlflow-ui bench clean-state
 

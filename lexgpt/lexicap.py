@@ -1,7 +1,8 @@
 """Where the Lexicap transcripts come from: a local folder, or Karpathy's data.zip.
 
-``resolve_source`` picks, in order: an explicit folder, ``$LEXICAP_DIR``, or the
-official zip downloaded once into ``paths.cache_dir()`` and extracted there.
+``resolve_source`` picks, in order: an explicit folder, ``paths.lexicap_dir()``
+(``$LEXICAP_DIR``, else a shared copy beside the repo), or the official zip downloaded
+once into ``paths.cache_dir()`` and extracted there.
 
 >>> EPISODE_FILE_RE.fullmatch("episode_042_large.vtt").groups()
 ('042', 'large')
@@ -32,6 +33,10 @@ _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
 class UnsafeArchiveError(ValueError):
     """A zip member would be written outside the target folder (or is a symlink)."""
+
+
+class SourceUnavailableError(RuntimeError):
+    """No local folder of VTT files is configured and data.zip could not be downloaded."""
 
 
 def _check_variant(variant: str) -> None:
@@ -135,7 +140,7 @@ def safe_extract(zip_path: str | os.PathLike[str], target: str | os.PathLike[str
 
 
 def resolve_source(variant: str = "large", folder: str | os.PathLike[str] | None = None) -> Path:
-    """The folder of VTT files: ``folder`` > ``$LEXICAP_DIR`` > downloaded data.zip.
+    """The folder of VTT files: ``folder`` > ``paths.lexicap_dir()`` > downloaded data.zip.
 
     The download is cached in ``paths.cache_dir()``; extraction goes to a temporary
     folder renamed into place, so an interrupted run never leaves half a dataset.
@@ -152,8 +157,18 @@ def _download_and_extract() -> Path:
     cache = paths.cache_dir()
     extracted = cache / _EXTRACT_NAME
     if not extracted.is_dir():
-        # Read at call time so tests (and mirrors) can point it elsewhere.
-        zip_path = download(DATA_ZIP_URL, cache / _ZIP_NAME)
+        # Read at call time so tests (and mirrors: ``LEXICAP_URL``) can point it elsewhere.
+        url = os.environ.get("LEXICAP_URL") or DATA_ZIP_URL
+        try:
+            zip_path = download(url, cache / _ZIP_NAME)
+        except OSError as err:  # requests' errors are OSErrors too
+            reason = str(err)
+            reason = reason if len(reason) <= 300 else reason[:300] + "..."
+            raise SourceUnavailableError(
+                f"could not download the Lexicap transcripts from {url} "
+                f"({type(err).__name__}: {reason}). Set LEXICAP_DIR to a folder of "
+                "episode_NNN_large.vtt files, or check the network."
+            ) from err
         tmp = Path(tempfile.mkdtemp(prefix=f".{_EXTRACT_NAME}.", dir=cache))
         try:
             safe_extract(zip_path, tmp)

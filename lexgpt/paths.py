@@ -57,9 +57,17 @@ def artifact_root() -> str:
 
 
 def lexicap_dir() -> Path | None:
-    """The folder of VTT files named by ``LEXICAP_DIR``, or None (download data.zip)."""
+    """The local folder of VTT files, or None (download Lexicap's data.zip).
+
+    ``LEXICAP_DIR`` if set; otherwise ``shared/lexicap/vtt`` beside the home folder, where
+    the team's machines and CI keep a copy, if it exists. ``make run``, ``lexgpt`` and
+    ``dagster dev`` thus all read the same files without anybody exporting anything.
+    """
     env = os.environ.get("LEXICAP_DIR")
-    return Path(env).expanduser().resolve() if env else None
+    if env:
+        return Path(env).expanduser().resolve()
+    shared = home().parent / "shared" / "lexicap" / "vtt"
+    return shared if shared.is_dir() else None
 
 
 def cache_dir() -> Path:

@@ -133,8 +133,11 @@ def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
     if not observable:
         return
     job = defs.resolve_implicit_global_asset_job_def()
-    job.execute_in_process(instance=instance, asset_selection=observable, raise_on_error=True,
-                           run_config=_QUIET)
+    result = job.execute_in_process(instance=instance, asset_selection=observable,
+                                    raise_on_error=False, run_config=_QUIET)
+    if not result.success:
+        names = ", ".join(k.to_user_string() for k in observable)
+        raise RefreshError(names, _failure_message(result))
 
 
 # Dagster's console logger would print every event (and a failure's whole traceback);

@@ -27,6 +27,8 @@ import pytest
 from lexgpt import atomic
 from lexgpt.atomic import LakeWriteError
 
+from conftest import free_port, lexgpt_cli
+
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ["parquet", "json", "bytes", "torch"]
 FILENAMES = {"parquet": "table.parquet", "json": "doc.json", "bytes": "train.bin", "torch": "checkpoint.pt"}
@@ -522,3 +524,17 @@ def test_cli_refresh_on_full_disk_says_so(lexgpt_home: Path, dev_full: Path):
     assert f"cannot write {dest}: the disk is full" in last, last
     assert not dest.exists()
     assert not dest.parent.exists() or _temp_files(dest.parent, dest.name) == []
+
+
+def test_cli_refresh_without_any_source_says_what_to_do(lexgpt_home: Path, tmp_path: Path, monkeypatch):
+    """No LEXICAP_DIR, no shared copy, no network: one line that names the URL and the fix."""
+    monkeypatch.delenv("LEXICAP_DIR")
+    monkeypatch.setenv("LEXICAP_URL", f"http://127.0.0.1:{free_port()}/data.zip")  # nothing listens
+    monkeypatch.setenv("LEXGPT_CACHE", str(tmp_path / "cache"))
+    result = lexgpt_cli("refresh", check=False, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("refresh stopped: lexicap_vtt failed: could not download the Lexicap transcripts"), last
+    assert "Set LEXICAP_DIR" in last, last
+    assert not (lexgpt_home / "data_lake" / "raw_subtitles").exists()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt import lexicap
+from lexgpt import lexicap, paths
 from lexgpt.lexicap import (
     EPISODE_FILE_RE,
+    SourceUnavailableError,
     UnsafeArchiveError,
     download,
     list_episode_files,
@@ -244,6 +245,24 @@ def test_safe_extract_rejects_paths_through_existing_symlinks(tmp_path):
 # --- resolve_source -------------------------------------------------------------------
 
 
+def no_local_copy(monkeypatch, tmp_path):
+    """No LEXICAP_DIR, and a home with no shared copy beside it: the zip is the source."""
+    monkeypatch.delenv("LEXICAP_DIR", raising=False)
+    monkeypatch.delenv("LEXICAP_URL", raising=False)
+    monkeypatch.setenv("LEXGPT_HOME", str(tmp_path / "repo"))
+
+
+def test_shared_copy_beside_the_home_is_the_default_source(tmp_path, monkeypatch):
+    no_local_copy(monkeypatch, tmp_path)
+    assert paths.lexicap_dir() is None
+    shared = tmp_path / "shared" / "lexicap" / "vtt"
+    shutil.copytree(FOLDER, shared)
+    assert paths.lexicap_dir() == shared
+    assert resolve_source() == shared
+    monkeypatch.setenv("LEXICAP_DIR", str(FOLDER))  # the variable still wins
+    assert resolve_source() == FOLDER.resolve()
+
+
 def test_resolve_source_prefers_explicit_folder_then_env(tmp_path, monkeypatch):
     other = tmp_path / "other"
     shutil.copytree(FOLDER, other)
@@ -260,7 +279,7 @@ def test_resolve_source_downloads_and_extracts_once(server, tmp_path, monkeypatc
         {"vtt/episode_001_large.vtt": VTT, "vtt/episode_001_small.vtt": VTT, "README": b"x"}
     )
     monkeypatch.setattr(lexicap, "DATA_ZIP_URL", server.url + "/data.zip")
-    monkeypatch.delenv("LEXICAP_DIR", raising=False)
+    no_local_copy(monkeypatch, tmp_path)
     cache = tmp_path / "cache"
     monkeypatch.setenv("LEXGPT_CACHE", str(cache))
 
@@ -272,10 +291,20 @@ def test_resolve_source_downloads_and_extracts_once(server, tmp_path, monkeypatc
     assert sorted(p.name for p in cache.iterdir()) == ["lexicap", "lexicap-data.zip"]
 
 
+def test_failed_download_says_what_to_do(server, tmp_path, monkeypatch):
+    no_local_copy(monkeypatch, tmp_path)
+    monkeypatch.setenv("LEXICAP_URL", server.url + "/nowhere.zip")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LEXGPT_CACHE", str(cache))
+    with pytest.raises(SourceUnavailableError, match=r"could not download .*/nowhere\.zip .*404.*Set LEXICAP_DIR"):
+        resolve_source()
+    assert not (cache / "lexicap").exists() and not (cache / "lexicap-data.zip").exists()
+
+
 def test_resolve_source_zip_without_vtt_folder(server, tmp_path, monkeypatch):
     server.routes["/data.zip"] = _zip_bytes({"other/episode_001_large.vtt": VTT})
     monkeypatch.setattr(lexicap, "DATA_ZIP_URL", server.url + "/data.zip")
-    monkeypatch.delenv("LEXICAP_DIR", raising=False)
+    no_local_copy(monkeypatch, tmp_path)
     monkeypatch.setenv("LEXGPT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match="no vtt/ folder"):
         resolve_source()
@@ -284,7 +313,7 @@ def test_resolve_source_zip_without_vtt_folder(server, tmp_path, monkeypatch):
 def test_resolve_source_unsafe_zip_leaves_no_extraction(server, tmp_path, monkeypatch):
     server.routes["/data.zip"] = _zip_bytes({"vtt/episode_001_large.vtt": VTT, "../evil": b"x"})
     monkeypatch.setattr(lexicap, "DATA_ZIP_URL", server.url + "/data.zip")
-    monkeypatch.delenv("LEXICAP_DIR", raising=False)
+    no_local_copy(monkeypatch, tmp_path)
     cache = tmp_path / "cache"
     monkeypatch.setenv("LEXGPT_CACHE", str(cache))
     with pytest.raises(UnsafeArchiveError):
