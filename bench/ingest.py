@@ -2,7 +2,8 @@
 
     python bench/ingest.py [--folder DIR] [--workers N] [--repeat 3]
 
-The folder defaults to ``$LEXICAP_DIR``, else ``../shared/lexicap/vtt`` next to the repo.
+The folder defaults to ``$LEXICAP_DIR``, else ``../shared/lexicap/vtt`` next to the repo
+(``lexgpt.paths.lexicap_dir``).
 Each repeat is a full cold-pool run (process start-up included); the best is reported.
 """
 
@@ -13,18 +14,20 @@ import os
 import time
 from pathlib import Path
 
+from lexgpt import paths
 from lexgpt.ingest import read_cues, summarize
 
-_DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "lexicap" / "vtt"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--folder", type=Path, default=Path(os.environ.get("LEXICAP_DIR", _DEFAULT)))
+    ap.add_argument("--folder", type=Path, default=paths.lexicap_dir())
     ap.add_argument("--variant", default="large")
     ap.add_argument("--workers", type=int, default=None, help="default: all available cores")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    if args.folder is None:
+        ap.error("no Lexicap folder: pass --folder or set LEXICAP_DIR")
 
     times = []
     for i in range(args.repeat):

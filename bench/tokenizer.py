@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from lexgpt import paths
 from lexgpt.bpe import EOT, BPETokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT / "data_lake" / "cleaned_corpus" / "corpus.parquet"
-DEFAULT_VTT = Path("/work/shared/lexicap/vtt")
+DEFAULT_VTT = paths.lexicap_dir()  # $LEXICAP_DIR, else ../shared/lexicap/vtt if present
 
 
 def load_parquet(path: Path) -> tuple[list[int], list[str]]:
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         source = f"cleaned corpus `{args.corpus}`"
         ids, texts = load_parquet(args.corpus)
     else:
+        if args.vtt_dir is None:
+            sys.exit(f"{args.corpus} is missing and no VTT folder is known: pass --corpus or --vtt-dir")
         source = f"stand-in corpus from VTT cue text in `{args.vtt_dir}` ({args.corpus} missing)"
         ids, texts = load_vtt(args.vtt_dir)
     n_chars = sum(map(len, texts))

@@ -52,15 +52,16 @@ def main() -> None:
     p.add_argument("--token-chars", type=Path, default=None, help="default: DATA/token_chars.npy")
     p.add_argument("--preset", default="cpu-tiny")
     p.add_argument("--block-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--steps", type=int, default=10_000)
+    # None: the preset's training recipe (lexgpt.train.RECIPES), as the pipeline uses it.
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's recipe")
+    p.add_argument("--grad-accum", type=int, default=None, help="default: the preset's recipe")
+    p.add_argument("--lr", type=float, default=None, help="default: the preset's recipe")
+    p.add_argument("--steps", type=int, default=10_000, help="max steps; a time budget usually ends the run first")
     p.add_argument("--seconds", type=float, default=None, help="time budget (throughput runs)")
     p.add_argument("--minutes", type=float, default=None, help="time budget (quality runs)")
     p.add_argument("--eval-tokens", type=int, default=65_536, help="0 = the whole val shard")
     p.add_argument("--eval-every", type=int, default=1_000_000)
-    p.add_argument("--warmup-steps", type=int, default=30)
+    p.add_argument("--warmup-steps", type=int, default=None, help="default: the preset's recipe")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--compile", action="store_true")
@@ -86,22 +87,24 @@ def main() -> None:
     overrides = {"block_size": args.block_size} if args.block_size else {}
     mc = GPTConfig.from_preset(args.preset, vocab, **overrides)
     budget = args.minutes if args.minutes is not None else (args.seconds / 60 if args.seconds else None)
-    tc = TrainConfig(
-        preset=args.preset, max_steps=args.steps, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, warmup_steps=args.warmup_steps, log_every=10,
+    recipe_overrides = {"batch_size": args.batch_size, "grad_accum": args.grad_accum, "lr": args.lr,
+                        "warmup_steps": args.warmup_steps}
+    tc = TrainConfig.for_preset(
+        args.preset, max_steps=args.steps, log_every=10,
         eval_every=args.eval_every, eval_tokens=args.eval_tokens, checkpoint_every=10**9,
         device=args.device, dtype=args.dtype, compile=args.compile, max_minutes=budget,
-        **({"lr": args.lr} if args.lr else {}),
+        **{k: v for k, v in recipe_overrides.items() if v is not None},
     )  # fmt: skip
     rates: list[float] = []
     res = train(mc, tc, data, args.out or Path(tmp.name) / "out", token_chars,
                 on_metrics=lambda s, m: rates.append(m["tokens_per_s"]) if "tokens_per_s" in m else None)  # fmt: skip
     steady = rates[1:] or rates  # the first interval pays for warm-up
-    tok_s = statistics.median(steady)
+    # A run shorter than one log interval has no rates: average over the run (eval included).
+    tok_s = statistics.median(steady) if steady else res.tokens_seen / res.elapsed_s
     flops_per_token = GPT(mc).estimate_flops_per_token()
     report = {
         "preset": args.preset, "params_M": round(GPT(mc).num_params() / 1e6, 3),
-        "block_size": mc.block_size, "batch_tokens": args.batch_size * args.grad_accum * mc.block_size,
+        "block_size": mc.block_size, "batch_tokens": tc.batch_size * tc.grad_accum * mc.block_size, "lr": tc.lr,
         "device": str(tc.device if tc.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")),
         "threads": torch.get_num_threads(), "steps": res.steps, "elapsed_s": round(res.elapsed_s, 1),
         "tokens_per_s": round(tok_s), "tokens_seen": res.tokens_seen,

@@ -1,0 +1,40 @@
+"""The benchmark scripts still run and measure what BENCHMARKS.md says they measure.
+
+Tiny budgets: these check the scripts, not the speed (speed is BENCHMARKS.md's business).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from lexgpt.train import TrainConfig
+
+
+def bench(script: str, *args: str) -> list[dict]:
+    proc = subprocess.run([sys.executable, f"bench/{script}", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("preset", ["cpu-tiny", "gpu-small"])
+def test_train_bench_uses_the_presets_recipe(preset):
+    # The pipeline trains each preset with its recipe; the bench must measure the same thing.
+    (report,) = bench("train.py", "--synthetic", "--preset", preset, "--block-size", "32", "--batch-size", "2",
+                      "--seconds", "2", "--eval-tokens", "64")  # fmt: skip
+    recipe = TrainConfig.for_preset(preset)
+    assert report["preset"] == preset and report["steps"] > 0
+    assert report["lr"] == recipe.lr
+    assert report["batch_tokens"] == 2 * recipe.grad_accum * 32
+    assert report["tokens_per_s"] > 0
+
+
+def test_generate_bench_reports_both_paths():
+    reports = bench("generate.py", "--new-tokens", "20", "--repeat", "1", "--block-size", "64")
+    assert [r["block_size"] for r in reports] == [64]
+    assert reports[0]["kv_cache_s"] > 0 and reports[0]["recompute_s"] > 0
