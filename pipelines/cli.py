@@ -211,7 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except Exception as err:
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(err, MlflowException):
+            raise
+        # A missing model, version or alias is a user's everyday mistake, not a crash.
+        from lexgpt import paths
+
+        print(f"lexgpt {args.command}: {err.message}", file=sys.stderr)
+        if "not found" in err.message.lower():
+            print(f"  (MLflow store {paths.tracking_uri()}: `lexgpt run` trains and registers a model; "
+                  "`lexgpt mlflow-ui` shows the versions and aliases there)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

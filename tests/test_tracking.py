@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lexgpt import tracking
-from conftest import free_port, kill_group
+from conftest import free_port, kill_group, lexgpt_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,6 +298,23 @@ def _register(weights, config, tok_path, val_bpc=2.0):
     assert info.run_id == run.info.run_id
     assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
     return info
+
+
+@pytest.mark.parametrize("name_exists, args, says", [
+    (False, ["lineage"], "Registered Model with name=lexgpt not found"),
+    (False, ["generate", "hi"], "Registered Model with name=lexgpt not found"),
+    (True, ["promote", "9"], "Model Version (name=lexgpt, version=9) not found"),
+    (True, ["generate", "hi", "--model", "models:/lexgpt@nosuch"], "alias nosuch not found"),
+])  # fmt: skip
+def test_cli_names_a_missing_model_without_a_traceback(store, name_exists, args, says):
+    if name_exists:
+        MlflowClient().create_registered_model("lexgpt")  # but no such version or alias
+    result = lexgpt_cli(*args, check=False, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    first, hint = result.stderr.strip().splitlines()[-2:]
+    assert first.startswith(f"lexgpt {args[0]}: ") and says in first, first
+    assert store in hint and "lexgpt run" in hint, hint
 
 
 def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
