@@ -26,8 +26,12 @@ def _load_config(path: str | None) -> dict[str, dict[str, Any]]:
         return {}
     import yaml
 
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        raise SystemExit(f"{path}: cannot read the config file ({err.strerror or err})")
+    except yaml.YAMLError as err:
+        raise SystemExit(f"{path}: not valid YAML: {err}")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise SystemExit(f"{path}: expected a mapping of asset name -> config, e.g. 'trained_model: {{max_steps: 100}}'")
     return data
@@ -42,7 +46,20 @@ def _effective(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     unknown = set(config) - set(classes)
     if unknown:
         raise SystemExit(f"no configurable asset named {', '.join(sorted(unknown))} (choose from {', '.join(classes)})")
-    return {name: cls(**config.get(name, {})).model_dump() for name, cls in classes.items()}
+    import pydantic
+
+    effective = {}
+    for name, cls in classes.items():
+        given = config.get(name, {})
+        typos = sorted(set(given) - set(cls.model_fields))
+        if typos:  # a misspelt field would otherwise be ignored without a word
+            raise SystemExit(f"{name}: no config field {', '.join(typos)} (fields: {', '.join(cls.model_fields)})")
+        try:
+            effective[name] = cls(**given).model_dump()
+        except pydantic.ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise SystemExit(f"{name}: {problems}")
+    return effective
 
 
 def _instance_and_defs():
