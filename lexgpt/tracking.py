@@ -399,6 +399,17 @@ def log_loss_curve(
     return artifact_file
 
 
+def logged_loss_curve(run_id: str) -> bytes | None:
+    """The loss-curve PNG that :func:`log_loss_curve` logged to ``run_id`` (None if absent)."""
+    _ensure_configured()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = _client().download_artifacts(run_id, LOSS_CURVE_ARTIFACT, tmp)
+        except (OSError, MlflowException):
+            return None
+        return Path(path).read_bytes()
+
+
 def log_tokenizer(
     tokenizer_path: str | os.PathLike[str],
     *,

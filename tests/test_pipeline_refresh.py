@@ -32,6 +32,16 @@ def add_rule(rules: Path, name: str, pattern: str, replacement: str) -> None:
     rules.write_text(rules.read_text() + f"\n[[rule]]\nname = '{name}'\npattern = '{pattern}'\nreplacement = '{replacement}'\n")
 
 
+def _model_metadata(home: Path) -> dict:
+    """trained_model's latest materialization metadata, as the Dagster UI shows it."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / ".dagster"))) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
+        return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
 @pytest.mark.timeout(900)
 def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path):
     config = tmp_path / "tiny.yaml"
@@ -44,6 +54,7 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert first["executed"] == ALL
     assert_all_fresh(config)
     vocab_hash = sha256_file(lake / "bpe_vocab" / "tokenizer.json")
+    assert _model_metadata(lexgpt_home)["loss_curve"].startswith("![loss curve](data:image/png;base64,iVBOR")
 
     # A rule that matches nothing: only the corpus is stale, and re-running it changes
     # no text, so nothing downstream runs.

@@ -168,6 +168,7 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5000
     assert str(png).startswith(str(tmp_path))
+    assert tracking.logged_loss_curve(run_id) == png.read_bytes()  # what the Dagster asset shows
     table = client.load_table(run.info.experiment_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
     assert list(table["completion"]) == ["I think that love is", "world"]
     # artifacts physically live under LEXGPT_HOME/mlruns
@@ -181,6 +182,7 @@ def test_log_training_run_uses_active_run(store):
     data = MlflowClient().get_run(rid).data
     assert data.params == {"a": "1"}
     assert data.tags["lexgpt.corpus_version"] == "c1"
+    assert tracking.logged_loss_curve(tracking.log_training_run(config={"a": 1})) is None  # no history, no plot
 
 
 def test_flatten():

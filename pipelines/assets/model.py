@@ -145,14 +145,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     write_lineage(out_dir, **lineage, weights_sha256=weights_sha, config=full_config,
                   mlflow_run_id=run_id, model_version=version.version, val_bpc=result.val_bpc)
 
-    plot_md = ""
-    png = work_dir / "loss_curve.png"
-    try:
-        fig = tracking.loss_curve_figure(result.history)
-        fig.savefig(png, dpi=80)
-        plot_md = f"![loss curve](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})"
-    except Exception as err:  # the plot is a nicety; never fail a finished training for it
-        context.log.warning(f"loss plot failed: {err}")
+    # The plot MLflow has, rendered once by log_training_run, shown in Dagster too.
+    png = tracking.logged_loss_curve(run_id)
+    plot_md = f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})" if png else ""
 
     yield dg.MaterializeResult(
         metadata={
