@@ -94,6 +94,7 @@ def _corpus_code_version() -> str:
 )
 def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
     rules = cleaning.load_rules()
+    rules_sha256 = cleaning.rules_fingerprint(rules)
     cues = pq.read_table(lake.path(*RAW_FILE))
     df, hits = corpus.build_corpus(cues, rules)
     try:
@@ -112,7 +113,7 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
     atomic.write_parquet(out, df)
     version = corpus.content_hash(df)
     write_lineage(out.parent, raw_subtitles_sha256=sha256_file(lake.path(*RAW_FILE)),
-                  rules=[r.as_dict() for r in rules], rules_sha256=cleaning.rules_fingerprint(rules),
+                  rules=[r.as_dict() for r in rules], rules_sha256=rules_sha256,
                   content_sha256=version)
     first = df.row(0, named=True)
     preview = first["text"][:600]
@@ -120,7 +121,7 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
         metadata={
             "rows": df.height,
             "chars": int(df["n_chars"].sum()),
-            "rules_sha256": cleaning.rules_fingerprint(rules)[:16],
+            "rules_sha256": rules_sha256[:16],
             "hits_per_rule": markdown_table(["rule", "hits"], [[k, v] for k, v in hits.items()]),
             "preview": dg.MetadataValue.md(f"**Episode {first['episode_id']}**\n\n> {preview}…"),
             "path": dg.MetadataValue.path(str(out)),
