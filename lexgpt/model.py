@@ -1,18 +1,35 @@
-"""The GPT: a decoder-only transformer in the style of nanoGPT.
+"""The GPT: a decoder-only transformer with a modern block, laid out like Qwen3.
 
-Token + learned position embeddings, pre-LayerNorm blocks, causal self-attention through
-``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available), a
-GELU MLP, and an output head tied to the token embedding.
+Each block is pre-norm: ``x + attn(rmsnorm(x))`` then ``x + mlp(rmsnorm(x))``.
+- Attention: no biases, rotary position embeddings (RoPE) on queries and keys, and an
+  RMSNorm over each head's queries and keys before RoPE (QK-norm keeps attention logits
+  bounded, which lets a small model train at a high learning rate).
+- MLP: SwiGLU, ``down(silu(gate(x)) * up(x))``.
+- The output projections of both branches start at zero, so every block starts as the
+  identity and the residual stream is the embedding; training grows each branch in.
+- A final RMSNorm and an output head (tied to the token embedding or not, per config).
 
-``forward`` takes an optional KV cache (see ``lexgpt.generate.KVCache``): anything with
+The parameter names and maths are those of Hugging Face's ``Qwen3ForCausalLM``, so
+``lexgpt.export`` can hand the weights to ``transformers`` as they are.
+
+RoPE encodes position by rotating queries and keys, so attention scores depend only on the
+distance between two tokens. There is no position table: a KV cache entry stays valid when
+older entries are dropped, and a window can roll past ``block_size`` (see
+``lexgpt.generate``).
+
+``forward`` takes an optional KV cache: anything with
 ``update(layer, k, v, start_pos) -> (k_all, v_all)``. With a cache the ``T`` new tokens sit
-at absolute positions ``start_pos .. start_pos+T-1``; they attend to every cached key and
-causally among themselves.
+at positions ``start_pos .. start_pos+T-1``; they attend to every cached key and causally
+among themselves.
+
+>>> cfg = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
+>>> logits, loss = GPT(cfg)(torch.zeros(3, 8, dtype=torch.long), torch.zeros(3, 8, dtype=torch.long))
+>>> tuple(logits.shape), round(loss.item(), 2) == round(math.log(50), 2)  # zero-init head: uniform
+((3, 8, 50), True)
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -21,121 +38,172 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# Sizes were chosen by measurement (BENCHMARKS.md, "Training"). Param counts are for a
-# vocab of 1000; the tied embedding adds vocab_size * n_embd.
+# Sizes chosen by measurement (BENCHMARKS.md, "Model quality"). The CPU preset is what a
+# 2-core box trains well in 8 minutes; the GPU preset is for one GPU and ~10 minutes.
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~0.9M params; ~2 minutes of CI on 2 CPU cores learns real structure.
-    "cpu-tiny": dict(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-    # ~25.7M params: the size that fits a single-GPU afternoon.
+    "cpu-small": dict(block_size=256, n_layer=4, n_head=4, n_embd=256),
     "gpu-small": dict(block_size=512, n_layer=8, n_head=8, n_embd=512, dropout=0.1),
-    # The original notebook's model (24 x 512, 16 heads, block 256): ~76M params.
-    "seed-76m": dict(block_size=256, n_layer=24, n_head=16, n_embd=512, dropout=0.1),
+    # A tiny model for tests and smoke runs (seconds, not minutes).
+    "test-tiny": dict(block_size=64, n_layer=2, n_head=2, n_embd=64),
 }
+# Old names still found in run configs and MLflow params.
+PRESET_ALIASES = {"cpu-tiny": "cpu-small"}
+
+# Limits on what a config.json may ask for (a hostile or corrupt file must not allocate
+# terabytes): checked in GPTConfig.__post_init__.
+MAX_VOCAB = 65_536  # the shards are uint16
+MAX_BLOCK = 1 << 16
+MAX_WIDTH = 1 << 15
+MAX_LAYERS = 256
 
 
 @dataclass
 class GPTConfig:
     vocab_size: int
-    block_size: int
+    block_size: int  # the context the model is trained on
     n_layer: int
     n_head: int
     n_embd: int
+    mlp_hidden: int = 0  # SwiGLU width; 0 = 8/3 * n_embd rounded up to a multiple of 64
     dropout: float = 0.0
-    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        limits = dict(vocab_size=MAX_VOCAB, block_size=MAX_BLOCK, n_layer=MAX_LAYERS,
+                      n_head=MAX_WIDTH, n_embd=MAX_WIDTH, mlp_hidden=4 * MAX_WIDTH)  # fmt: skip
+        for name, upper in limits.items():
+            value = getattr(self, name)
+            low = 0 if name == "mlp_hidden" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= upper:
+                raise ValueError(f"model config {name}={value!r}: expected an integer in [{low}, {upper}]")
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"n_embd={self.n_embd} must split into n_head={self.n_head} heads of even size (RoPE)"
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"model config dropout={self.dropout!r}: expected 0 <= dropout < 1")
+        if not self.mlp_hidden:
+            self.mlp_hidden = 64 * math.ceil(8 * self.n_embd / 3 / 64)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        """Build from a dict (e.g. ``config.json``); unknown keys are an error, not ignored."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"model config has unknown fields {unknown}; expected {sorted(names)}")
+        return cls(**d)
 
     @classmethod
     def from_preset(cls, name: str, vocab_size: int, **overrides: Any) -> GPTConfig:
+        name = PRESET_ALIASES.get(name, name)
         if name not in PRESETS:
             raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
+class RMSNorm(nn.Module):
+    """``x / rms(x) * weight``, computed in float32 (as Qwen3's)."""
 
-    def __init__(self, ndim: int, bias: bool) -> None:
+    def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+        return F.rms_norm(x.float(), (x.size(-1),), self.weight.float(), self.eps).type_as(x)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (T, head_dim) for integer ``positions`` (T,), in the "rotate half" layout."""
+    # Angles in float64: at position 10^4 a float32 angle is already off by ~1e-3 radians.
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    freqs = positions.double()[:, None] * inv_freq[None, :]  # (T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
+    return emb.cos().float(), emb.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (i, i + hd/2) pair of ``x`` (B, nh, T, hd) by its position's angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x * cos + rotated * sin).type_as(x)
 
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int) -> None:
         super().__init__()
         self.layer_idx = layer_idx
-        self.n_head = config.n_head
-        self.n_embd = config.n_embd
+        self.n_head, self.head_dim = config.n_head, config.head_dim
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.q_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.k_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.v_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.o_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
+        self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
 
-    def forward(self, x: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], kv_cache: Any = None,
+                start_pos: int = 0) -> torch.Tensor:
         B, T, C = x.size()
-        hs = C // self.n_head
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        dropout_p = self.dropout if self.training else 0.0
+        shape = (B, T, self.n_head, self.head_dim)
+        q = self.q_norm(self.q_proj(x).view(shape)).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_norm(self.k_proj(x).view(shape)).transpose(1, 2)  # (B, nh, T, hd)
+        v = self.v_proj(x).view(shape).transpose(1, 2)  # (B, nh, T, hd)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
 
         mask, is_causal = None, True
         if kv_cache is not None:
-            k, v = kv_cache.update(self.layer_idx, k, v, start_pos)  # (B, nh, start_pos+T, hs)
-            if start_pos > 0:
-                # Queries are the last T of S keys: query i may see keys 0 .. start_pos+i.
+            k, v = kv_cache.update(self.layer_idx, k, v, start_pos)  # (B, nh, S, hd), S = cached + T
+            S = k.size(2)
+            if S > T:
+                # Queries are the last T of S keys: query i may see keys 0 .. S-T+i.
                 # A single query sees everything, so it needs no mask at all.
                 is_causal = False
                 if T > 1:
-                    S = k.size(2)
-                    q_pos = torch.arange(start_pos, start_pos + T, device=x.device)
-                    mask = q_pos[:, None] >= torch.arange(S, device=x.device)[None, :]  # (T, S)
+                    mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         # The softmax runs over keys (the last dim), so no future token leaks into a query.
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+            q, k, v, attn_mask=mask, is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, nh, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.o_proj(y)
 
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.gate_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.down_proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # (B, T, C)
 
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_idx)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.input_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.self_attn = CausalSelfAttention(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = MLP(config)
+        self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, kv_cache: Any = None, start_pos: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache, start_pos)
-        x = x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], kv_cache: Any = None,
+                start_pos: int = 0) -> torch.Tensor:
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rope, kv_cache, start_pos))
+        x = x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
         return x
 
 
@@ -143,46 +211,41 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias),
-            )
-        )
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
+        self.layers = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying: one matrix reads tokens in and scores them out (fewer params, and
-        # rare tokens' output rows get the embedding's gradient too).
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.reset_parameters()
 
-        self.apply(self._init_weights)
-        # GPT-2: each residual branch's output projection is scaled by 1/sqrt(2 * n_layer)
-        # so the residual stream's variance does not grow with depth.
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Initialisation (nanochat / modded-nanogpt practice).
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # Small weights make the initial logits near zero: initial loss ~= ln(vocab_size).
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; position embeddings excluded by default (as in nanoGPT).
-
-        The token embedding is counted: tied, it is also the output layer's weights.
+        Input matrices: uniform with std 1/sqrt(fan_in), so activations keep unit scale.
+        Output projections (o_proj, down_proj): zero, so each block starts as the identity.
+        Untied embedding: std 1 (every block normalises its input anyway); untied head:
+        zero, so the first loss is exactly ln(vocab_size). Tied: std 1/sqrt(n_embd), which
+        keeps the first logits near zero.
         """
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n -= self.transformer.wpe.weight.numel()
-        return n
+        cfg = self.config
+        for block in self.layers:
+            for lin in (block.self_attn.q_proj, block.self_attn.k_proj, block.self_attn.v_proj,
+                        block.mlp.gate_proj, block.mlp.up_proj):  # fmt: skip
+                bound = math.sqrt(3.0 / lin.in_features)
+                nn.init.uniform_(lin.weight, -bound, bound)
+            nn.init.zeros_(block.self_attn.o_proj.weight)
+            nn.init.zeros_(block.mlp.down_proj.weight)
+        if cfg.tie_embeddings:
+            nn.init.normal_(self.embed_tokens.weight, std=cfg.n_embd**-0.5)
+        else:
+            nn.init.normal_(self.embed_tokens.weight, std=1.0)
+            nn.init.zeros_(self.lm_head.weight)
+
+    def num_params(self) -> int:
+        """Parameter count (a tied matrix counted once)."""
+        return sum(p.numel() for p in self.parameters())
 
     def forward(
         self,
@@ -193,17 +256,14 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); loss if ``targets`` (-1 = ignore)."""
         B, T = idx.size()
-        if start_pos + T > self.config.block_size:
-            raise ValueError(
-                f"positions up to {start_pos + T} exceed block_size={self.config.block_size}"
-            )
-        pos = torch.arange(start_pos, start_pos + T, dtype=torch.long, device=idx.device)  # (T,)
-        tok_emb = self.transformer.wte(idx)  # (B, T, C)
-        pos_emb = self.transformer.wpe(pos)  # (T, C)
-        x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x, kv_cache, start_pos)
-        x = self.transformer.ln_f(x)  # (B, T, C)
+        if kv_cache is None and T > self.config.block_size:
+            raise ValueError(f"{T} tokens exceed block_size={self.config.block_size}")
+        positions = torch.arange(start_pos, start_pos + T, device=idx.device)  # (T,)
+        rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta)  # 2 x (T, hd)
+        x = self.embed_tokens(idx)  # (B, T, C)
+        for block in self.layers:
+            x = block(x, rope, kv_cache, start_pos)
+        x = self.norm(x)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, vocab)
 
         loss = None
@@ -214,38 +274,11 @@ class GPT(nn.Module):
         return logits, loss
 
     def estimate_flops_per_token(self, seq_len: int | None = None) -> float:
-        """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L H Q T."""
-        cfg = self.config
-        L, H, Q = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
-        T = seq_len or cfg.block_size
-        return 6 * self.num_params() + 12 * L * H * Q * T
+        """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L H Q T.
 
-    def configure_optimizers(
-        self,
-        weight_decay: float,
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.95),
-        device_type: str = "cpu",
-    ) -> torch.optim.AdamW:
-        """AdamW; decay only the matmul weights.
-
-        Norm gains, biases and position embeddings are not decayed. The tied token
-        embedding *is* decayed: it is also the output classifier, the largest matmul, and
-        decaying it keeps logit scale in check (as GPT-2 / nanoGPT do). ``named_parameters``
-        yields the tied matrix once, so it is optimised once.
+        N counts the matmul weights only (embedding lookups are free; the head is a matmul).
         """
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            if p.dim() >= 2 and name != "transformer.wpe.weight":
-                decay.append(p)
-            else:
-                no_decay.append(p)
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
-        extra = {"fused": True} if fused else {}
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)
+        cfg = self.config
+        n_matmul = self.num_params() - (0 if cfg.tie_embeddings else self.embed_tokens.weight.numel())
+        T = seq_len or cfg.block_size
+        return 6 * n_matmul + 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * T

@@ -34,7 +34,7 @@ VAL_RULE = (
     "train = the rest"
 )
 FORMAT = "uint16-le"
-_DTYPE = np.dtype("<u2")
+TOKEN_DTYPE = np.dtype("<u2")  # the one token dtype: shards, sampler, evaluation
 MANIFEST = "manifest.json"
 
 
@@ -68,7 +68,7 @@ def write_shards(
     """
     if len(episode_ids) != len(texts):
         raise ValueError(f"{len(episode_ids)} episode ids but {len(texts)} texts")
-    if tokenizer.vocab_size > np.iinfo(_DTYPE).max + 1:
+    if tokenizer.vocab_size > np.iinfo(TOKEN_DTYPE).max + 1:
         raise ValueError(f"vocab_size {tokenizer.vocab_size} does not fit in uint16 (max 65536 ids)")
     train_ids, val_ids = split_episodes(episode_ids)
     by_id = {int(e): t for e, t in zip(episode_ids, texts)}
@@ -76,10 +76,10 @@ def write_shards(
     arrays = dict(zip(order, tokenizer.encode_arrays([by_id[e] for e in order], workers=workers)))
 
     out = Path(out_dir)
-    eot = np.array([tokenizer.eot_id], dtype=_DTYPE)
+    eot = np.array([tokenizer.eot_id], dtype=TOKEN_DTYPE)
     splits = {}
     for name, ids in (("train", train_ids), ("val", val_ids)):
-        parts = [p for e in ids for p in (eot, arrays[e].astype(_DTYPE))]
+        parts = [p for e in ids for p in (eot, arrays[e].astype(TOKEN_DTYPE))]
         tokens = np.concatenate(parts)
         path = out / f"{name}.bin"
         with atomic_path(path) as tmp:
@@ -108,12 +108,12 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> dict:
 
 def open_shard(path: str | os.PathLike[str]) -> np.memmap:
     """The shard as a read-only uint16 memory map (pages are read on access)."""
-    return np.memmap(path, dtype=_DTYPE, mode="r")
+    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
 
 
 def max_token_id(path: str | os.PathLike[str]) -> int:
     """The largest id in a shard (-1 if empty): must be < the tokenizer's vocab_size."""
-    tokens = open_shard(path) if os.path.getsize(path) else np.empty(0, _DTYPE)
+    tokens = open_shard(path) if os.path.getsize(path) else np.empty(0, TOKEN_DTYPE)
     return int(tokens.max()) if tokens.size else -1
 
 
@@ -131,7 +131,7 @@ def decode_check(
     """
     info = read_manifest(out_dir)["splits"][split]
     path = Path(out_dir) / info["file"]
-    tokens = open_shard(path) if os.path.getsize(path) else np.empty(0, _DTYPE)
+    tokens = open_shard(path) if os.path.getsize(path) else np.empty(0, TOKEN_DTYPE)
     starts = np.flatnonzero(tokens == tokenizer.eot_id)
     episodes = info["episodes"]
     if len(starts) != len(episodes) or (len(starts) and starts[0] != 0):

@@ -91,11 +91,11 @@ TINY_CONFIG = """\
 bpe_vocab:
   vocab_size: 300
 trained_model:
-  preset: cpu-tiny
+  preset: test-tiny
   max_steps: 30
   batch_size: 8
   eval_every: 15
-  eval_tokens: 2048
+  eval_windows: 32
   n_layer: 2
   n_embd: 64
   n_head: 2

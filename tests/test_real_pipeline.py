@@ -1,6 +1,6 @@
 """The README's main job on the real Lexicap folder: every stage, end to end (slow).
 
-Runs ``lexgpt run`` with its embedded defaults (cpu-tiny on CPU) into a temporary home,
+Runs ``lexgpt run`` with its embedded defaults (cpu-small on CPU) into a temporary home,
 then uses what it made the way a user would: status, lineage, generate, and the
 registered model loaded through MLflow in a fresh process.
 """
@@ -41,8 +41,9 @@ def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
     assert manifest["vocab_size"] == 1000
     assert len(manifest["splits"]["train"]["episodes"]) + len(manifest["splits"]["val"]["episodes"]) == 319
     model = json.loads((lake / "trained_model" / "lineage.json").read_text())
-    # The issue's bar for cpu-tiny: <= 2.2 val bits per character within 5 minutes on 2 cores.
-    assert model["val_bpc"] <= 2.2, model["val_bpc"]
+    # cpu-small in its 8-minute budget: ~1.45 full-val bits/char on a quiet 2-core box
+    # (BENCHMARKS.md); the old recipe reached 1.78. A generous bar, for a loaded CI machine.
+    assert model["val_bpc"] <= 1.65, model["val_bpc"]
 
     lineage = lexgpt_cli("lineage", "models:/lexgpt@champion").stdout
     for key in ("corpus_version", "vocab_version", "shards_version", "rules_hash", "git_commit"):

@@ -39,19 +39,25 @@ class TrainingConfig(dg.Config):
     ``evaluation_samples`` stale.
     """
 
-    preset: str = "auto"  # auto: gpu-small with CUDA, cpu-tiny without
+    preset: str = "auto"  # auto: gpu-small with CUDA, cpu-small without
     max_steps: int | None = None
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # the time budget (cpu-small: 8 minutes)
     batch_size: int | None = None
-    lr: float | None = None
+    matrix_lr: float | None = None
+    embedding_lr: float | None = None
+    head_lr: float | None = None
+    weight_decay: float | None = None
     eval_every: int | None = None
-    eval_tokens: int | None = None
+    eval_windows: int | None = None
+    checkpoint_minutes: float | None = None
     seed: int = 1337
-    compile: bool = False
+    compile: bool | None = None  # None: on with CUDA, off on CPU
+    dtype: str | None = None
     n_layer: int | None = None
     n_head: int | None = None
     n_embd: int | None = None
     block_size: int | None = None
+    dropout: float | None = None
     max_val_bpc: float = 2.5  # the asset check fails above this
 
 
@@ -76,7 +82,7 @@ def _mlflow_run_url(run_id: str, experiment_id: str) -> str:
     deps=[token_shards, bpe_vocab],
     code_version=code_version("lexgpt.model", "lexgpt.train", "lexgpt.tracking",
                               "lexgpt.mlflow_model", "pipelines.assets.model"),
-    description="A GPT trained from scratch on the token shards (cpu-tiny on CPU, gpu-small "
+    description="A GPT trained from scratch on the token shards (cpu-small on CPU, gpu-small "
     "on a GPU), tracked in MLflow and registered as `lexgpt` (alias champion if its val "
     "bits/char beat the current champion's, else challenger). Resumes from its last "
     "checkpoint if a run with the same inputs and config was interrupted.",
@@ -95,8 +101,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     tokenizer = load_tokenizer(lake)
     preset = config.preset
     if preset == "auto":
-        preset = "gpu-small" if torch.cuda.is_available() else "cpu-tiny"
-    model_overrides = {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd", "block_size")
+        preset = "gpu-small" if torch.cuda.is_available() else "cpu-small"
+    model_overrides = {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout")
                        if getattr(config, k) is not None}
     model_cfg = GPTConfig.from_preset(preset, tokenizer.vocab_size, **model_overrides)
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -152,12 +158,15 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     yield dg.MaterializeResult(
         metadata={
             "preset": preset,
-            "params": GPT(model_cfg).num_params(non_embedding=False),
+            "params": GPT(model_cfg).num_params(),
             "steps": result.steps,
             "tokens_seen": result.tokens_seen,
             "train_minutes": round(result.elapsed_s / 60, 2),
             "val_loss": round(result.val_loss, 4),
             "val_bpc": round(result.val_bpc, 4),
+            "val_fraction": result.val_fraction,
+            "best_step": result.best_step,
+            "tokens_per_s": round(result.tokens_per_s),
             "mlflow_run": dg.MetadataValue.url(_mlflow_run_url(run_id, experiment_id)),
             "mlflow_run_id": run_id,
             "model_version": f"{mlflow.registered_model} v{version.version} ({alias})",

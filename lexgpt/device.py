@@ -1,0 +1,76 @@
+"""Where training runs: device, precision, CPU threads, distributed rank, peak FLOP/s.
+
+>>> autocast_for("float32", torch.device("cpu"))
+('float32', None)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+# Dense bf16 tensor-core peaks (FLOP/s) for MFU. H100 SXM 989 T, PCIe 756 T (NVIDIA's
+# datasheets, without sparsity); others: MFU is not reported rather than guessed.
+PEAK_BF16_FLOPS = {"H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12,
+                   "H200": 989e12, "A100": 312e12}  # fmt: skip
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: this rank's CUDA device, else Apple's MPS, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN runs bf16 matmuls natively (AVX512-BF16 / AMX), so bf16 pays."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_for(dtype: str, device: torch.device) -> tuple[str, Any]:
+    """(dtype name, autocast context or None). ``auto``: bf16 on CUDA with bf16 support
+    and on CPUs with native bf16 matmuls, else float32."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            fast = torch.cuda.is_bf16_supported()
+        else:
+            fast = device.type == "cpu" and cpu_has_fast_bf16()
+        dtype = "bfloat16" if fast else "float32"
+    if dtype == "float32":
+        return dtype, None
+    if dtype == "bfloat16":
+        return dtype, torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise ValueError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
+
+
+def set_cpu_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads; 0 keeps torch's default (one per core). Returns it."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak in FLOP/s, if known (for MFU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return flops
+    return None

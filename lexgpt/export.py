@@ -1,0 +1,109 @@
+"""Export a trained model for Hugging Face ``transformers`` (``Qwen3ForCausalLM``).
+
+Our block is Qwen3's (RMSNorm, QK-norm, RoPE, SwiGLU, no biases) and our parameter names
+are its names without the ``model.`` prefix, so export is a rename plus a config:
+
+    DIR/model.safetensors     the weights (float32)
+    DIR/config.json           a Qwen3 config with our sizes
+    DIR/tokenizer.json        our BPE as a HF fast tokenizer (``BPETokenizer.export_hf``)
+    DIR/tokenizer_config.json
+    DIR/generation_config.json
+
+after which ``AutoModelForCausalLM.from_pretrained(DIR)`` and
+``AutoTokenizer.from_pretrained(DIR)`` load it unchanged (tests check the logits and the
+token ids match ours). Writing needs ``safetensors`` only, not ``transformers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lexgpt.atomic import atomic_path, write_json
+from lexgpt.bpe import EOT, BPETokenizer
+from lexgpt.model import GPT
+
+
+def hf_config(model: GPT, eot_id: int | None) -> dict[str, Any]:
+    """The ``config.json`` of a ``Qwen3ForCausalLM`` with ``model``'s sizes."""
+    cfg = model.config
+    return {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.n_embd,
+        "intermediate_size": cfg.mlp_hidden,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "num_key_value_heads": cfg.n_head,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.block_size,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rope_theta": cfg.rope_theta,  # transformers < 5 reads this key
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "use_sliding_window": False,
+        "use_cache": True,
+        "bos_token_id": eot_id,
+        "eos_token_id": eot_id,
+        "dtype": "float32",
+    }
+
+
+def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """Our weights under Qwen3's names (a tied head is stored once, as the embedding)."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and model.config.tie_embeddings:
+            continue
+        key = name if name.startswith("lm_head.") else f"model.{name}"
+        out[key] = tensor.detach().to(torch.float32).contiguous()
+    return out
+
+
+def export_hf(model: GPT, tokenizer: BPETokenizer, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``model`` and ``tokenizer`` into ``out_dir`` in Hugging Face's layout."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    eot_id = tokenizer.special_tokens.get(EOT)
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
+    write_json(out / "config.json", hf_config(model, eot_id))
+    tokenizer.export_hf(out / "tokenizer.json")
+    specials = {"eos_token": EOT, "bos_token": EOT} if eot_id is not None else {}
+    write_json(out / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model.config.block_size,
+        "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+        **specials,
+    })  # fmt: skip
+    write_json(out / "generation_config.json", {"bos_token_id": eot_id, "eos_token_id": eot_id})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lexgpt.export MODEL_DIR TOKENIZER_JSON OUT_DIR`` (no MLflow needed)."""
+    import argparse
+
+    from lexgpt.checkpoint import load_model
+
+    p = argparse.ArgumentParser(prog="python -m lexgpt.export", description=__doc__.split("\n")[0])
+    p.add_argument("model_dir", type=Path, help="folder with model.pt and config.json")
+    p.add_argument("tokenizer", type=Path, help="our tokenizer.json")
+    p.add_argument("out_dir", type=Path)
+    args = p.parse_args(argv)
+    out = export_hf(load_model(args.model_dir), BPETokenizer.load(args.tokenizer), args.out_dir)
+    print(json.dumps({"exported": str(out)}))
+
+
+if __name__ == "__main__":
+    main()
