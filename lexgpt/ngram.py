@@ -116,11 +116,7 @@ class KneserNey:
         keys, counts = [], []
         prefix_ids = np.zeros(t.size, np.int64)  # id of the k-1 tokens before each k-gram (k=1: empty)
         for k in range(1, order + 1):
-            n = t.size - k + 1  # k-grams in the stream
-            if n <= 0:
-                keys.append(np.zeros(0, np.int64))
-                counts.append(np.zeros(0, np.int64))
-                continue
+            n = max(t.size - k + 1, 0)  # k-grams in the stream
             k_keys, ids, raw = np.unique(prefix_ids[:n] * vocab_size + t[k - 1 :],
                                          return_inverse=True, return_counts=True)
             if k > 1:  # continuation counts of order k-1: distinct tokens seen before each (k-1)-gram
@@ -138,7 +134,8 @@ class KneserNey:
             orders.append(_Order(
                 keys=k_keys, counts=k_counts, discounts=d,
                 context_total=np.bincount(context, weights=k_counts, minlength=n_contexts).astype(np.float64),
-                context_backoff=np.bincount(context, weights=d[np.minimum(k_counts, 3)], minlength=n_contexts),
+                context_backoff=np.bincount(context, weights=d[np.minimum(k_counts, 3)],
+                                            minlength=n_contexts).astype(np.float64),
             ))
         return cls(orders, vocab_size, int(t.size))
 
@@ -147,7 +144,8 @@ class KneserNey:
         known = context >= 0
         gram = np.full(len(target), -1, np.int64)
         gram[known] = _lookup(o.keys, context[known] * self.vocab_size + target[known])
-        count = np.where(gram >= 0, o.counts[gram], 0)
+        count = np.zeros(len(target), np.int64)
+        count[gram >= 0] = o.counts[gram[gram >= 0]]
         total = np.where(known, o.context_total[np.maximum(context, 0)], 0.0)
         use = total > 0  # a context never seen with a follower leaves p as it is
         h = context[use]
