@@ -82,6 +82,30 @@ class _Order:
     context_backoff: np.ndarray  # float64 per (k-1)-gram id: D1 N1(h .) + D2 N2(h .) + D3+ N3+(h .)
 
 
+def _unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True, return_counts=True)`` for non-negative int64 ``x``.
+
+    When each value and its position fit together in 63 bits, it sorts ``value << b |
+    position`` (numpy's plain sort is several times faster than the argsort ``np.unique``
+    needs for the inverse: 1.2 s instead of 4 s for 12M keys). Otherwise it is ``np.unique``.
+    """
+    pos_bits = int(x.size).bit_length()
+    if x.size == 0 or int(x.max()).bit_length() + pos_bits > _PACK_BITS:
+        return np.unique(x, return_inverse=True, return_counts=True)
+    packed = np.sort((x << pos_bits) | np.arange(x.size, dtype=np.int64))
+    values, positions = packed >> pos_bits, packed & ((1 << pos_bits) - 1)
+    first = np.empty(x.size, bool)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    inverse = np.empty(x.size, np.int64)
+    inverse[positions] = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    return values[starts], inverse, np.diff(np.append(starts, x.size))
+
+
+_PACK_BITS = 63  # int64 without its sign bit
+
+
 def _lookup(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Index of each query in the sorted ``keys``, or -1 where it is absent."""
     idx = np.searchsorted(keys, query)
@@ -117,8 +141,7 @@ class KneserNey:
         prefix_ids = np.zeros(t.size, np.int64)  # id of the k-1 tokens before each k-gram (k=1: empty)
         for k in range(1, order + 1):
             n = max(t.size - k + 1, 0)  # k-grams in the stream
-            k_keys, ids, raw = np.unique(prefix_ids[:n] * vocab_size + t[k - 1 :],
-                                         return_inverse=True, return_counts=True)
+            k_keys, ids, raw = _unique(prefix_ids[:n] * vocab_size + t[k - 1 :])
             if k > 1:  # continuation counts of order k-1: distinct tokens seen before each (k-1)-gram
                 suffix = np.empty(len(k_keys), np.int64)
                 suffix[ids] = prefix_ids[1 : n + 1]  # the (k-1)-gram that ends each k-gram

@@ -143,6 +143,14 @@ def test_tiny_and_malformed_input():
         KneserNey.fit([1, 2], vocab_size=8, order=0)
 
 
+def test_both_ways_of_counting_agree(monkeypatch):
+    # Keys packed with their positions (the fast path) and plain np.unique give one model.
+    train, val = zipf_tokens(3000, 20, seed=7), zipf_tokens(300, 20, seed=8)
+    packed = KneserNey.fit(train, 20, order=4).log_probs(val)
+    monkeypatch.setattr(ngram, "_PACK_BITS", 0)
+    assert KneserNey.fit(train, 20, order=4).log_probs(val).tolist() == packed.tolist()
+
+
 def test_chunked_scoring_equals_scoring_at_once(monkeypatch):
     train, val = zipf_tokens(4000, 30, seed=5), zipf_tokens(1000, 30, seed=6)
     lm = KneserNey.fit(train, 30, order=4)
