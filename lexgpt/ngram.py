@@ -97,10 +97,11 @@ def _unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     first = np.empty(x.size, bool)
     first[0] = True
     np.not_equal(values[1:], values[:-1], out=first[1:])
-    inverse = np.empty(x.size, np.int64)
-    inverse[positions] = np.cumsum(first) - 1
     starts = np.flatnonzero(first)
-    return values[starts], inverse, np.diff(np.append(starts, x.size))
+    counts = np.diff(np.append(starts, x.size))
+    inverse = np.empty(x.size, np.int64)
+    inverse[positions] = np.repeat(np.arange(starts.size, dtype=np.int64), counts)
+    return values[starts], inverse, counts
 
 
 _PACK_BITS = 63  # int64 without its sign bit
