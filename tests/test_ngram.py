@@ -130,7 +130,7 @@ def test_unseen_tokens_and_contexts_get_a_finite_loss():
     assert lp[0] < lp[2]  # a never-seen token costs more than a seen one
 
 
-def test_tiny_and_malformed_input():
+def test_tiny_and_malformed_input(monkeypatch):
     lm = KneserNey.fit([7], vocab_size=8, order=3)  # shorter than the order: still a distribution
     assert abs(lm.distribution([7, 7]).sum() - 1) < 1e-12
     with pytest.raises(ValueError, match=r"token id 8 outside the vocabulary \[0, 8\)"):
@@ -141,6 +141,9 @@ def test_tiny_and_malformed_input():
         KneserNey.fit([], vocab_size=8)
     with pytest.raises(ValueError, match="order must be >= 1"):
         KneserNey.fit([1, 2], vocab_size=8, order=0)
+    monkeypatch.setattr(ngram, "MAX_FIT_TOKENS", 5)  # memory grows with the shard: bounded
+    with pytest.raises(ValueError, match="10 train tokens is more than the n-gram baseline fits"):
+        KneserNey.fit(list(range(8)) + [0, 1], vocab_size=8)
 
 
 def test_both_ways_of_counting_agree(monkeypatch):
