@@ -54,6 +54,7 @@ FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback default
 # order 5; Lexicap's 12M tokens peak at 1.1 GB), so this bounds it near 4 GB.
 MAX_FIT_TOKENS = 50_000_000
 SCORE_CHUNK = 1 << 20  # val tokens scored per step (bounds scoring memory)
+_PACK_BITS = 63  # a key and its position packed into one int64 (sign bit unused)
 
 
 def modified_kn_discounts(counts: np.ndarray) -> np.ndarray:
@@ -102,9 +103,6 @@ def _unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inverse = np.empty(x.size, np.int64)
     inverse[positions] = np.repeat(np.arange(starts.size, dtype=np.int64), counts)
     return values[starts], inverse, counts
-
-
-_PACK_BITS = 63  # int64 without its sign bit
 
 
 def _lookup(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -182,6 +180,8 @@ class KneserNey:
     def log_probs(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
         """``ln p(tokens[i] | up to order-1 tokens before it)`` for every i (i=0: no context)."""
         t = _checked_tokens(tokens, self.vocab_size, "scored tokens")
+        if t.size == 0:
+            return np.zeros(0)
         p = np.full(t.size, 1.0 / self.vocab_size)
         context = np.zeros(t.size, np.int64)  # order 1: the empty context, id 0, for every target
         for o in self.orders:

@@ -133,6 +133,7 @@ def test_unseen_tokens_and_contexts_get_a_finite_loss():
 def test_tiny_and_malformed_input(monkeypatch):
     lm = KneserNey.fit([7], vocab_size=8, order=3)  # shorter than the order: still a distribution
     assert abs(lm.distribution([7, 7]).sum() - 1) < 1e-12
+    assert lm.log_probs([]).shape == (0,)
     with pytest.raises(ValueError, match=r"token id 8 outside the vocabulary \[0, 8\)"):
         KneserNey.fit([1, 8], vocab_size=8)
     with pytest.raises(ValueError, match="token id -1"):
