@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.assets import data, model, tokens
+from pipelines.assets import baseline, data, model, tokens
 from pipelines.freshness import ensure_dagster_home
 from pipelines.resources import DataLake, LexicapSource, MlflowTracking
 from pipelines.sensors import build_sensor
@@ -22,6 +22,8 @@ ASSETS = [
     tokens.token_shards,
     model.trained_model,
     model.evaluation_samples,
+    baseline.ngram_baseline,
+    baseline.beats_ngram_baseline,
 ]
 
 RESOURCES = {
