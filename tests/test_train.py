@@ -28,7 +28,7 @@ VOCAB = 32
 
 def steps(**kw) -> TrainConfig:
     """A step-budgeted config (the default budget is time)."""
-    return TrainConfig(**{"max_minutes": None, "eval_windows": 8, **kw})
+    return TrainConfig(**{"max_minutes": None, "eval_windows": 8, "compile": False, **kw})
 
 
 def model_config(**kw) -> GPTConfig:
@@ -201,7 +201,7 @@ def test_compiled_model_trains_like_eager(tmp_path):
 
 def test_time_budget_stops_and_still_evaluates(tmp_path):
     token_chars = write_shards(tmp_path / "data")
-    tc = TrainConfig(max_steps=10_000, batch_size=2, log_every=1, eval_windows=4, max_minutes=0.02)
+    tc = TrainConfig(max_steps=10_000, batch_size=2, log_every=1, eval_windows=4, max_minutes=0.02, compile=False)
     res = train(model_config(), tc, tmp_path / "data", tmp_path / "o", token_chars, progress=False)
     assert 0 < res.steps < 10_000 and math.isfinite(res.val_bpc)
     assert (tmp_path / "o" / "model.pt").exists()
@@ -227,7 +227,7 @@ def test_cli(tmp_path, capsys):
     main([
         "--data", str(tmp_path / "data"), "--out", str(tmp_path / "o"), "--block-size", "16",
         "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--max-steps", "3", "--batch-size", "2",
-        "--max-minutes", "0", "--eval-windows", "4", "--no-progress",
+        "--max-minutes", "0", "--eval-windows", "4", "--no-compile", "--no-progress",
     ])  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 3 and math.isfinite(summary["val_bpc"])
