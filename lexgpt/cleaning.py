@@ -166,13 +166,14 @@ def rules_version(path: str | os.PathLike[str] | None = None) -> str:
 
 
 def clean(
-    text: str, rules: list[Rule], *, timeout: float = RULE_TIMEOUT_S, where: str = "the text"
+    text: str, rules: list[Rule], *, timeout: float | None = None, where: str = "the text"
 ) -> tuple[str, dict[str, int]]:
     """Apply the rules in order; return the cleaned text and the hit count per rule.
 
-    A rule that runs longer than ``timeout`` seconds raises RuleError naming the rule and
-    ``where`` (e.g. "episode 7 (episode_007_large.vtt)").
+    A rule that runs longer than ``timeout`` seconds (default ``RULE_TIMEOUT_S``) raises
+    RuleError naming the rule and ``where`` (e.g. "episode 7 (episode_007_large.vtt)").
     """
+    timeout = RULE_TIMEOUT_S if timeout is None else timeout
     hits: dict[str, int] = {}
     for rule in rules:
         try:
