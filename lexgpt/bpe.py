@@ -40,13 +40,14 @@ import regex
 
 from lexgpt.atomic import write_text
 from lexgpt.hashing import sha256_bytes
+from lexgpt.tokenizer_file import FORMAT_VERSION, TokenizerFileError, read_tokenizer_file
+from lexgpt.workers import reset_signals
 
 GPT4_SPLIT_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
     r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 EOT = "<|endoftext|>"
-FORMAT_VERSION = 1
 
 _SPLIT = regex.compile(GPT4_SPLIT_PATTERN)
 
@@ -63,6 +64,7 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _SPACE = regex.compile(r"\s")
 
 _CACHE_MAX = 1 << 20  # chunks; bounds memory on adversarial input
+
 _PARALLEL_MIN_CHARS = 2_000_000  # below this a process pool costs more than it saves
 
 
@@ -144,7 +146,8 @@ def _pool_map(fn, texts: Sequence[str], workers: int, tok: BPETokenizer | None =
     global _WORKER_TEXTS, _WORKER_TOK
     _WORKER_TEXTS, _WORKER_TOK = texts, tok
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        # reset_signals: a forked worker must not run the parent's (Dagster's) handlers.
+        with multiprocessing.get_context("fork").Pool(workers, initializer=reset_signals) as pool:
             return pool.map(fn, _ranges(texts, 2 * workers), chunksize=1)
     finally:
         _WORKER_TEXTS, _WORKER_TOK = (), None
@@ -170,7 +173,7 @@ class BPETokenizer:
         self.merges: list[tuple[int, int]] = [(int(a), int(b)) for a, b in merges]
         vocab = [bytes([i]) for i in range(256)]
         for k, (a, b) in enumerate(self.merges):
-            if not (a < 256 + k and b < 256 + k):
+            if not (0 <= a < 256 + k and 0 <= b < 256 + k):
                 raise ValueError(f"merge {k} uses a token that does not exist yet: {(a, b)}")
             vocab.append(vocab[a] + vocab[b])
         if len(set(vocab)) != len(vocab):
@@ -342,15 +345,16 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BPETokenizer:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-        if d.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported tokenizer format version {d.get('version')!r}")
-        if d.get("pattern") != cls.pattern:
-            raise ValueError(f"{path}: split pattern differs from GPT-4's; only that one is supported")
+        """Read a saved tokenizer; a file that is not exactly what ``save`` writes raises
+        TokenizerFileError naming it (no partially valid tokenizer is ever returned)."""
+        d = read_tokenizer_file(Path(path), cls.pattern)
         specials = sorted(d["special_tokens"], key=d["special_tokens"].get)
-        tok = cls([tuple(m) for m in d["merges"]], specials)
+        try:
+            tok = cls([tuple(m) for m in d["merges"]], specials)
+        except ValueError as err:
+            raise TokenizerFileError(f"{path}: {err}") from None
         if tok.special_tokens != d["special_tokens"] or tok.vocab_size != d["vocab_size"]:
-            raise ValueError(f"{path}: special token ids or vocab_size are inconsistent with the merges")
+            raise TokenizerFileError(f"{path}: special token ids or vocab_size are inconsistent with the merges")
         return tok
 
     # ------------------------------------------------------------------------ exports

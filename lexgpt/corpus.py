@@ -3,7 +3,8 @@
 Cues of an episode are stripped and joined with single spaces (captions are sentence fragments; the
 line breaks inside a cue are Whisper's layout, not the speaker's), then the cleaning rules
 run over the whole episode text. The pandera schema guards what downstream relies on:
-one row per episode, non-empty text, and ``n_chars`` that matches the text.
+one row per episode, non-empty text without control characters, and ``n_chars`` that
+matches the text. Cues of one episode id from two files are refused, not merged.
 
 >>> import pyarrow as pa
 >>> from lexgpt.cleaning import Rule
@@ -23,6 +24,13 @@ import pyarrow
 from lexgpt.cleaning import Rule, clean
 from lexgpt.hashing import sha256_bytes
 
+# Characters that are never text: C0/C1 controls other than tab and newline, and Unicode
+# noncharacters. The default rules remove them (``control_characters``) or turn them into
+# spaces (VT, FF, NEL); this check catches a rules file that does not. Rust regex syntax,
+# for polars.
+_NONCHARACTERS = "".join(rf"\x{{{plane:X}FFFE}}\x{{{plane:X}FFFF}}" for plane in range(17))
+CONTROL_CHARACTERS = rf"[\x00-\x08\x0B-\x1F\x7F-\x9F\x{{FDD0}}-\x{{FDEF}}{_NONCHARACTERS}]"
+
 
 class CorpusSchema(pa.DataFrameModel):
     """One row per episode of cleaned caption text."""
@@ -38,6 +46,11 @@ class CorpusSchema(pa.DataFrameModel):
         strict = True
         coerce = True
 
+    @pa.check("text", name="no_control_characters")
+    def no_control_characters(cls, data) -> pl.LazyFrame:
+        """``text`` holds no control characters (other than tab and newline) and no noncharacters."""
+        return data.lazyframe.select(pl.col(data.key).str.contains(CONTROL_CHARACTERS).not_())
+
     @pa.dataframe_check
     def n_chars_matches_text(cls, data) -> pl.LazyFrame:
         """``n_chars`` must equal the length of ``text``."""
@@ -52,9 +65,15 @@ class CorpusValidationError(ValueError):
         self.failure_cases = failure_cases
 
 
+class MixedEpisodeError(ValueError):
+    """Cues of one episode id came from more than one file."""
+
+
 def build_corpus(cues: pyarrow.Table, rules: list[Rule]) -> tuple[pl.DataFrame, dict[str, int]]:
     """Join each episode's cues and clean them. Returns the corpus and total hits per rule.
 
+    Raises MixedEpisodeError if an episode id has cues from two files, and
+    ``cleaning.RuleError`` (naming the rule and the episode) if a rule runs too long.
     Not validated here: call :func:`validate` (the asset does, before writing).
     """
     per_episode = (
@@ -65,13 +84,21 @@ def build_corpus(cues: pyarrow.Table, rules: list[Rule]) -> tuple[pl.DataFrame, 
             pl.col("text").str.strip_chars().str.join(" ").alias("raw_text"),
             pl.len().alias("n_cues"),
             pl.col("end_s").max().alias("duration_s"),
-            pl.col("source_file").first(),
+            pl.col("source_file").unique(maintain_order=True).alias("source_files"),
         )
     )
+    mixed = per_episode.filter(pl.col("source_files").list.len() > 1)
+    if mixed.height:
+        eid, files = mixed.row(0)[0], mixed["source_files"][0].to_list()
+        raise MixedEpisodeError(
+            f"episode {eid} has cues from {len(files)} files ({', '.join(map(repr, files))}); "
+            f"{mixed.height} episode(s) affected. Keep one file per episode."
+        )
+    per_episode = per_episode.with_columns(pl.col("source_files").list.first().alias("source_file"))
     totals = {rule.name: 0 for rule in rules}
     texts: list[str] = []
-    for raw in per_episode["raw_text"]:
-        text, hits = clean(raw, rules)
+    for eid, source, raw in per_episode.select("episode_id", "source_file", "raw_text").iter_rows():
+        text, hits = clean(raw, rules, where=f"episode {eid} ({source})")
         texts.append(text)
         for name, n in hits.items():
             totals[name] += n

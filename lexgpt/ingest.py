@@ -1,6 +1,11 @@
 """Raw ingestion: every VTT file of a Lexicap folder -> one Arrow table of cues.
 
 One row per cue, nothing cleaned or dropped; rows sorted by (episode_id, cue_index).
+What is not a cue is counted, never silently lost: :func:`ingest_folder` returns, beside
+the table, the folder scan (every ignored entry with its reason) and per-file counts of
+the lines the WebVTT spec drops (cue identifiers, NOTE and STYLE/REGION blocks, header
+metadata). A file without a single cue is an error naming it, not an episode that
+vanishes.
 
 >>> import pyarrow as pa
 >>> t = pa.table({"episode_id": pa.array([1, 1, 2], pa.int32()),
@@ -14,13 +19,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lexgpt.lexicap import list_episode_files
-from lexgpt.vtt import read_vtt
+from lexgpt.lexicap import SourceScan, scan_source
+from lexgpt.vtt import VTTParseError, read_vtt_document
+from lexgpt.workers import reset_signals
 
 SCHEMA = pa.schema(
     [
@@ -37,12 +44,52 @@ SCHEMA = pa.schema(
 _MIN_FILES_FOR_POOL = 8
 
 
-def _read_episode(episode_id: int, path: Path) -> pa.Table:
+# Lines of each file that hold no cue text; counted so that nothing vanishes unseen.
+DROPPED_LINE_KINDS = ("header_lines", "identifier_lines", "note_lines", "style_lines")
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """What one file held besides its cues. ``identifiers``: the first few (line, text)."""
+
+    name: str
+    cues: int
+    header_lines: int
+    identifier_lines: int
+    note_lines: int
+    style_lines: int
+    identifiers: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """The cue table, the folder scan behind it, and per-file counts (in episode order)."""
+
+    cues: pa.Table
+    scan: SourceScan
+    files: list[FileCounts]
+
+    def dropped_lines(self) -> dict[str, int]:
+        """Totals over all files, one per kind in DROPPED_LINE_KINDS."""
+        return {k: sum(getattr(f, k) for f in self.files) for k in DROPPED_LINE_KINDS}
+
+
+_IDENTIFIER_EXAMPLES = 5  # per file: enough to see what was there, bounded for metadata
+
+
+def _read_episode(episode_id: int, path: Path) -> tuple[pa.Table, FileCounts]:
     # Lexicap has two cues whose end precedes their start (episodes 153 and 276); their
     # text is fine, so they are kept as they are and counted by summarize().
-    cues = read_vtt(path, allow_backwards=True)
+    doc = read_vtt_document(path, allow_backwards=True)
+    cues = doc.cues
     n = len(cues)
-    return pa.table(
+    if n == 0:
+        raise VTTParseError(
+            str(path), None,
+            "no cues (only a header, NOTE, STYLE or REGION blocks): an episode needs at least "
+            "one cue; fix or remove the file",
+        )
+    table = pa.table(
         [
             pa.array([episode_id] * n, pa.int32()),
             pa.array(range(n), pa.int32()),
@@ -53,9 +100,14 @@ def _read_episode(episode_id: int, path: Path) -> pa.Table:
         ],
         schema=SCHEMA,
     )
+    counts = FileCounts(
+        path.name, n, doc.header_lines, doc.identifier_lines, doc.note_lines, doc.style_lines,
+        doc.identifiers[:_IDENTIFIER_EXAMPLES],
+    )
+    return table, counts
 
 
-def _read_episode_args(args: tuple[int, Path]) -> pa.Table:
+def _read_episode_args(args: tuple[int, Path]) -> tuple[pa.Table, FileCounts]:
     return _read_episode(*args)
 
 
@@ -66,28 +118,50 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def read_cues(folder: str | os.PathLike[str], variant: str = "large", workers: int | None = None) -> pa.Table:
-    """All cues of ``folder``'s ``episode_NNN_{variant}.vtt`` files as one table (see SCHEMA).
+def ingest_folder(
+    folder: str | os.PathLike[str],
+    variant: str = "large",
+    workers: int | None = None,
+    *,
+    allow_near_misses: bool | None = None,
+) -> Ingested:
+    """Scan ``folder``, refuse near misses (see ``lexicap.SourceScan.check``), parse every episode.
 
     ``workers``: parser processes; None uses every available core when there are enough
     files to pay for the pool, 1 parses in this process. A VTTParseError from any file
     propagates unchanged (it names the file and line). Workers are spawned, so a pool
     cannot start from code piped into ``python -``; pass ``workers=1`` there.
     """
-    files = list_episode_files(folder, variant)
+    scan = scan_source(folder, variant)
+    scan.check(allow_near_misses)
+    files = scan.episodes
+    if not files:
+        raise FileNotFoundError(f"no episode_NNN_{variant}.vtt files in {folder}")
     if workers is None:
         workers = _available_cpus() if len(files) >= _MIN_FILES_FOR_POOL else 1
     workers = max(1, min(workers, len(files)))
     if workers == 1:
-        tables = [_read_episode(eid, p) for eid, p in files]
+        results = [_read_episode(eid, p) for eid, p in files]
     else:
         # spawn, not fork: callers (Dagster) run threads, and forking those can deadlock.
         ctx = multiprocessing.get_context("spawn")
         chunksize = max(1, len(files) // (workers * 8))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            tables = list(pool.map(_read_episode_args, files, chunksize=chunksize))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=reset_signals) as pool:
+            results = list(pool.map(_read_episode_args, files, chunksize=chunksize))
     # Files are sorted by episode id and cue_index follows file order, so rows are sorted.
-    return pa.concat_tables(tables).combine_chunks()
+    table = pa.concat_tables([t for t, _ in results]).combine_chunks()
+    return Ingested(table, scan, [c for _, c in results])
+
+
+def read_cues(
+    folder: str | os.PathLike[str],
+    variant: str = "large",
+    workers: int | None = None,
+    *,
+    allow_near_misses: bool | None = None,
+) -> pa.Table:
+    """Just the cue table of :func:`ingest_folder` (see SCHEMA)."""
+    return ingest_folder(folder, variant, workers, allow_near_misses=allow_near_misses).cues
 
 
 def summarize(table: pa.Table) -> dict:

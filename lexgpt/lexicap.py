@@ -1,11 +1,24 @@
-"""Where the Lexicap transcripts come from: a local folder, or Karpathy's data.zip.
+"""Where the Lexicap transcripts come from, and which files of that folder are episodes.
 
 ``resolve_source`` picks, in order: an explicit folder, ``paths.lexicap_dir()``
 (``$LEXICAP_DIR``, else a shared copy beside the repo), or the official zip downloaded
 once into ``paths.cache_dir()`` and extracted there.
 
+``scan_source`` accounts for every entry of the folder: an episode file of the chosen
+variant is ingested; anything else is *ignored, with a reason*. An ignored entry that
+looks like it was meant to be an episode (``episode_5_large.vtt``, a trailing space,
+Arabic-Indic digits, a directory or broken link named like an episode, ``notes.vtt``)
+is a *near miss*: :meth:`SourceScan.check` refuses those unless the user opts out
+(``LEXICAP_ALLOW_NEAR_MISSES=1``), because a silently skipped file is lost data.
+
 >>> EPISODE_FILE_RE.fullmatch("episode_042_large.vtt").groups()
 ('042', 'large')
+>>> EPISODE_FILE_RE.fullmatch("episode_\u0660\u0664\u0662_large.vtt") is None  # ASCII digits only
+True
+>>> near_miss_reason("episode_5_large.vtt")
+'episode id must be exactly 3 ASCII digits'
+>>> near_miss_reason("README.txt") is None
+True
 """
 
 from __future__ import annotations
@@ -13,30 +26,79 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
-import tempfile
+import unicodedata
 import zipfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from lexgpt import paths
-from lexgpt.atomic import atomic_path
-from lexgpt.hashing import sha256_files
+from lexgpt import archive, paths
+from lexgpt.hashing import sha256_bytes, sha256_files
 
 DATA_ZIP_URL = "https://karpathy.ai/lexicap/data.zip"
-EPISODE_FILE_RE = re.compile(r"episode_(\d{3})_(large|small)\.vtt")
+EPISODE_FILE_RE = re.compile(r"episode_([0-9]{3})_(large|small)\.vtt")
 VARIANTS = ("large", "small")
+ALLOW_NEAR_MISSES_ENV = "LEXICAP_ALLOW_NEAR_MISSES"
 
 _ZIP_NAME = "lexicap-data.zip"
 _EXTRACT_NAME = "lexicap"
-_DRIVE_RE = re.compile(r"^[A-Za-z]:")
-
-
-class UnsafeArchiveError(ValueError):
-    """A zip member would be written outside the target folder (or is a symlink)."""
+# The pattern's shape with the strictness taken out: any digits, any word as the variant.
+_LOOSE_RE = re.compile(r"episode_(\d+)_(\w+)\.vtt")
+# What a bad or hostile archive raises while being read (zlib: a corrupt deflate stream).
+_BROKEN_ARCHIVE = (archive.UnsafeArchiveError, zipfile.BadZipFile, zlib.error, EOFError)
 
 
 class SourceUnavailableError(RuntimeError):
-    """No local folder of VTT files is configured and data.zip could not be downloaded."""
+    """No local folder of VTT files is configured and data.zip could not be used."""
+
+
+class SourceIntegrityError(ValueError):
+    """The source folder holds near-miss names or two files for one episode."""
+
+
+@dataclass(frozen=True)
+class IgnoredEntry:
+    """A folder entry that is not ingested; ``near_miss`` if it looks like an episode."""
+
+    name: str
+    reason: str
+    near_miss: bool = False
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """Every entry of a source folder: ``episodes`` [(id, path)] sorted by id, the rest ``ignored``."""
+
+    folder: Path
+    variant: str
+    episodes: list[tuple[int, Path]] = field(default_factory=list)
+    ignored: list[IgnoredEntry] = field(default_factory=list)
+
+    @property
+    def near_misses(self) -> list[IgnoredEntry]:
+        return [e for e in self.ignored if e.near_miss]
+
+    def check(self, allow_near_misses: bool | None = None) -> None:
+        """Raise SourceIntegrityError (one line) if there are near misses and they are not allowed.
+
+        ``allow_near_misses=None`` reads ``LEXICAP_ALLOW_NEAR_MISSES`` (``1``/``true``/``yes``).
+        """
+        if allow_near_misses is None:
+            allow_near_misses = allow_near_misses_from_env()
+        misses = self.near_misses
+        if misses and not allow_near_misses:
+            shown = "; ".join(f"{e.name!r}: {e.reason}" for e in misses[:5])
+            more = f" (and {len(misses) - 5} more)" if len(misses) > 5 else ""
+            raise SourceIntegrityError(
+                f"{self.folder}: {len(misses)} entr{'y' if len(misses) == 1 else 'ies'} named like an "
+                f"episode but not episode_NNN_{self.variant}.vtt: {shown}{more}. Rename or remove "
+                f"{'it' if len(misses) == 1 else 'them'}, or set {ALLOW_NEAR_MISSES_ENV}=1 to ignore "
+                f"{'it' if len(misses) == 1 else 'them'}."
+            )
+
+
+def allow_near_misses_from_env() -> bool:
+    return os.environ.get(ALLOW_NEAR_MISSES_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def _check_variant(variant: str) -> None:
@@ -44,99 +106,110 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
-def list_episode_files(folder: str | os.PathLike[str], variant: str = "large") -> list[tuple[int, Path]]:
-    """``[(episode_id, path), ...]`` for ``episode_NNN_{variant}.vtt`` files, sorted by id.
+def near_miss_reason(name: str) -> str | None:
+    """Why ``name`` looks like a mistyped episode file, or None if it does not look like one.
 
-    Other files (READMEs, the other variant, near-miss names) are ignored.
+    Names that match the pattern exactly are not near misses (whatever their variant);
+    hidden files (``.episode_001_large.vtt.swp``) are an editor's, not the user's.
+    """
+    if EPISODE_FILE_RE.fullmatch(name) or name.startswith("."):
+        return None
+    folded = unicodedata.normalize("NFKC", name).strip().casefold()
+    if "episode" not in folded and ".vtt" not in folded:
+        return None
+    if name != name.strip():
+        return "has leading or trailing whitespace"
+    if not name.isascii():
+        odd = next(c for c in name if not c.isascii())
+        return f"has a non-ASCII character {odd!r} (U+{ord(odd):04X})"
+    if EPISODE_FILE_RE.fullmatch(folded):
+        return "wrong letter case (names are lower case)"
+    loose = _LOOSE_RE.fullmatch(name)
+    if loose and loose.group(2) in VARIANTS:
+        return "episode id must be exactly 3 ASCII digits"
+    if loose:
+        return f"unknown variant {loose.group(2)!r} (use large or small)"
+    return "looks like a caption file but is not named episode_NNN_{large,small}.vtt"
+
+
+def _entry_problem(entry: os.DirEntry) -> str | None:
+    """Why an entry with an episode's name cannot be read as one (None: a readable file)."""
+    if entry.is_file():  # follows symlinks: a link to a file is that file
+        return None
+    if entry.is_symlink():
+        return "is a broken symlink" if not os.path.exists(entry.path) else "is a symlink to a non-file"
+    if entry.is_dir():
+        return "is a directory"
+    return "is not a regular file"
+
+
+def scan_source(folder: str | os.PathLike[str], variant: str = "large") -> SourceScan:
+    """Classify every entry of ``folder``: episodes of ``variant``, or ignored with a reason.
+
+    Raises FileNotFoundError if ``folder`` is not a folder, and SourceIntegrityError if
+    two files name the same episode. Near misses are only reported here
+    (:meth:`SourceScan.check` refuses them), so ``lexgpt status`` can show them.
     """
     _check_variant(variant)
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Lexicap folder {folder} does not exist or is not a folder")
-    found = []
-    for entry in os.scandir(folder):
+    entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    wanted = {
+        int(m.group(1))
+        for e in entries
+        if (m := EPISODE_FILE_RE.fullmatch(e.name)) and m.group(2) == variant
+    }
+    episodes: dict[int, Path] = {}
+    ignored: list[IgnoredEntry] = []
+    for entry in entries:
         m = EPISODE_FILE_RE.fullmatch(entry.name)
-        if m and m.group(2) == variant and entry.is_file():
-            found.append((int(m.group(1)), Path(entry.path)))
-    if not found:
+        if m is None:
+            why = near_miss_reason(entry.name)
+            ignored.append(IgnoredEntry(entry.name, why or "not an episode file", why is not None))
+            continue
+        episode, its_variant = int(m.group(1)), m.group(2)
+        problem = _entry_problem(entry)
+        if problem:
+            ignored.append(IgnoredEntry(entry.name, problem, near_miss=its_variant == variant))
+        elif its_variant != variant:
+            note = "" if episode in wanted else f"; episode {episode} has no {variant} file"
+            ignored.append(IgnoredEntry(entry.name, f"other variant ({its_variant}){note}"))
+        elif episode in episodes:
+            raise SourceIntegrityError(
+                f"{folder}: two files for episode {episode}: {episodes[episode].name!r} and "
+                f"{entry.name!r}; keep one"
+            )
+        else:
+            episodes[episode] = Path(entry.path)
+    return SourceScan(folder, variant, sorted(episodes.items()), ignored)
+
+
+def list_episode_files(folder: str | os.PathLike[str], variant: str = "large") -> list[tuple[int, Path]]:
+    """``[(episode_id, path), ...]`` of ``folder``'s ``episode_NNN_{variant}.vtt`` files, by id.
+
+    Raises FileNotFoundError if there are none. Which other entries were ignored and why:
+    :func:`scan_source`.
+    """
+    scan = scan_source(folder, variant)
+    if not scan.episodes:
         raise FileNotFoundError(f"no episode_NNN_{variant}.vtt files in {folder}")
-    found.sort()
-    return found
+    return scan.episodes
 
 
 def source_fingerprint(folder: str | os.PathLike[str], variant: str = "large") -> str:
-    """SHA-256 over the names and contents of the variant's files (other files don't count)."""
-    return sha256_files(p for _, p in list_episode_files(folder, variant))
+    """SHA-256 over the names and contents of the variant's files, and the near misses.
 
-
-def download(url: str, dest: str | os.PathLike[str], progress: bool = True) -> Path:
-    """Stream ``url`` to ``dest`` atomically; skip if ``dest`` already exists.
-
-    A short read (fewer bytes than Content-Length) raises and leaves ``dest`` absent.
+    Other files (READMEs, the other variant) do not count. A near miss does, so adding
+    one makes ``raw_subtitles`` stale and its refresh then reports it; a folder without
+    near misses keeps the hash it always had.
     """
-    import requests
-    from tqdm.auto import tqdm
-
-    dest = Path(dest)
-    if dest.is_file():
-        return dest
-    with requests.get(url, stream=True, timeout=(10, 60)) as resp:
-        resp.raise_for_status()
-        # Content-Length counts encoded bytes; only trust it when nothing re-encodes the body.
-        declared = resp.headers.get("Content-Length")
-        total = int(declared) if declared and not resp.headers.get("Content-Encoding") else None
-        got = 0
-        with atomic_path(dest) as tmp, open(tmp, "wb") as fh, tqdm(
-            total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-        ) as bar:
-            for chunk in resp.iter_content(chunk_size=1 << 20):
-                fh.write(chunk)
-                got += len(chunk)
-                bar.update(len(chunk))
-            if total is not None and got != total:
-                raise OSError(f"download of {url} truncated: got {got} of {total} bytes")
-    return dest
-
-
-def _unsafe_reason(info: zipfile.ZipInfo, root: Path) -> str | None:
-    name = info.filename
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "is a symlink"
-    if "\0" in name:
-        return "has a NUL byte in its name"
-    if name.startswith(("/", "\\")):
-        return "has an absolute path"
-    if _DRIVE_RE.match(name):
-        return "has a drive letter"
-    if ".." in re.split(r"[\\/]", name):
-        return "has a '..' component"
-    if not (root / name).resolve().is_relative_to(root):
-        return "resolves outside the target folder"
-    return None
-
-
-def safe_extract(zip_path: str | os.PathLike[str], target: str | os.PathLike[str]) -> list[Path]:
-    """Extract every member of ``zip_path`` under ``target``; return the files written.
-
-    All members are checked first: if any is absolute, has a drive letter or ``..``,
-    is a symlink, or resolves outside ``target``, UnsafeArchiveError names it and
-    nothing is extracted.
-    """
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    root = target.resolve()
-    with zipfile.ZipFile(zip_path) as zf:
-        members = zf.infolist()
-        for info in members:
-            why = _unsafe_reason(info, root)
-            if why:
-                raise UnsafeArchiveError(f"unsafe member {info.filename!r} in {zip_path}: {why}")
-        written = []
-        for info in members:
-            out = Path(zf.extract(info, root))
-            if not info.is_dir():
-                written.append(out)
-    return written
+    scan = scan_source(folder, variant)
+    digest = sha256_files(p for _, p in scan.episodes)
+    if scan.near_misses:
+        listed = "\n".join(f"{e.name}\0{e.reason}" for e in scan.near_misses)
+        digest = sha256_bytes(f"{digest}\n{listed}".encode("utf-8", "surrogateescape"))
+    return digest
 
 
 def resolve_source(variant: str = "large", folder: str | os.PathLike[str] | None = None) -> Path:
@@ -156,33 +229,43 @@ def resolve_source(variant: str = "large", folder: str | os.PathLike[str] | None
 def _download_and_extract() -> Path:
     cache = paths.cache_dir()
     extracted = cache / _EXTRACT_NAME
+    # Read at call time so tests (and mirrors: ``LEXICAP_URL``) can point it elsewhere.
+    url = os.environ.get("LEXICAP_URL") or DATA_ZIP_URL
+    zip_path = cache / _ZIP_NAME
     if not extracted.is_dir():
-        # Read at call time so tests (and mirrors: ``LEXICAP_URL``) can point it elsewhere.
-        url = os.environ.get("LEXICAP_URL") or DATA_ZIP_URL
+        if zip_path.is_file() and archive.zip_problem(zip_path):
+            zip_path.unlink()  # cached by an older version that did not check: fetch again
         try:
-            zip_path = download(url, cache / _ZIP_NAME)
-        except OSError as err:  # requests' errors are OSErrors too
+            archive.download(url, zip_path, check=archive.zip_problem)
+        except (OSError, ValueError) as err:  # requests' errors are OSErrors too
             reason = str(err)
             reason = reason if len(reason) <= 300 else reason[:300] + "..."
             raise SourceUnavailableError(
                 f"could not download the Lexicap transcripts from {url} "
                 f"({type(err).__name__}: {reason}). Set LEXICAP_DIR to a folder of "
-                "episode_NNN_large.vtt files, or check the network."
+                "episode_NNN_large.vtt files, or check the network (or LEXICAP_URL)."
             ) from err
-        tmp = Path(tempfile.mkdtemp(prefix=f".{_EXTRACT_NAME}.", dir=cache))
         try:
-            safe_extract(zip_path, tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        try:
-            os.replace(tmp, extracted)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not extracted.is_dir():  # else a concurrent run won the rename: use its copy
-                raise
+            archive.extract_fresh(zip_path, extracted)
+        except _BROKEN_ARCHIVE as err:
+            zip_path.unlink(missing_ok=True)
+            raise SourceUnavailableError(
+                f"cannot use {zip_path} (downloaded from {url}): {type(err).__name__}: {err}. "
+                "It was removed, so the next run downloads it again; check LEXICAP_URL or set "
+                "LEXICAP_DIR."
+            ) from err
+        except OSError as err:  # the cache folder, not the archive: keep the download
+            raise SourceUnavailableError(
+                f"cannot extract {zip_path} (downloaded from {url}) into {extracted}: {err}"
+            ) from err
     vtt = extracted / "vtt"
     if not vtt.is_dir():
         found = sorted(str(PurePosixPath(p.relative_to(extracted))) for p in extracted.iterdir())
-        raise FileNotFoundError(f"{DATA_ZIP_URL} has no vtt/ folder (found {found[:10]})")
+        shutil.rmtree(extracted, ignore_errors=True)
+        zip_path.unlink(missing_ok=True)
+        raise SourceUnavailableError(
+            f"{zip_path} (downloaded from {url}) has no vtt/ folder (found {found[:10]}). "
+            "It was removed, so the next run downloads it again; check LEXICAP_URL or set "
+            "LEXICAP_DIR."
+        )
     return vtt

@@ -3,6 +3,9 @@
 >>> cues = parse_vtt("WEBVTT\\n\\n00:01.000 --> 00:02.500\\n Hello there.\\n")
 >>> cues
 [Cue(start=1.0, end=2.5, text=' Hello there.', line=3)]
+>>> doc = parse_vtt_document("WEBVTT\\n\\nNOTE a comment\\n\\n7\\n00:01.000 --> 00:02.500\\n Hi\\n")
+>>> doc.cues, doc.identifiers, doc.note_lines
+([Cue(start=1.0, end=2.5, text=' Hi', line=6)], ((5, '7'),), 1)
 >>> parse_vtt("00:01.000 --> 00:02.500\\n", path="ep.vtt")
 Traceback (most recent call last):
 ...
@@ -23,6 +26,15 @@ is the worst thing this module can do.
 - A line of only spaces/tabs counts as blank (the spec would glue it to the cue
   text); it is invisible in an editor, so it must not change what a file means.
 
+- An hours field longer than ``MAX_HOUR_DIGITS`` digits and a file larger than
+  ``MAX_FILE_BYTES`` raise (bounded work; the spec sets no limit).
+
+What the spec drops and we keep count of (:class:`VTTDocument`): header metadata
+lines, cue identifiers (with their text and line: a transcript line that sits above
+a timing line after a blank line *is* an identifier, so it must stay visible), and the
+lines of NOTE and STYLE/REGION blocks. Every line of a parsed file is exactly one of:
+header, header metadata, blank, identifier, note, style, timing or payload.
+
 Kept as in the spec: a UTF-8 BOM is dropped; CRLF and lone CR are line breaks; NUL
 becomes U+FFFD; a line containing ``-->`` always starts a new cue, even without a
 blank line before it; a cue with an empty payload is kept with ``text == ""``.
@@ -40,6 +52,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+# Lexicap's longest episode is under 5 hours and its largest file ~1 MB; these bounds
+# only stop hostile input from costing unbounded time or memory.
+MAX_HOUR_DIGITS = 6
+MAX_FILE_BYTES = 64 << 20
 
 _WS = " \t\f"  # the spec's whitespace, minus the line breaks already split away
 _BOM = "\ufeff"
@@ -70,6 +87,26 @@ class Cue:
     line: int
 
 
+@dataclass(frozen=True, slots=True)
+class VTTDocument:
+    """A parsed file: its cues, and a count of every line the cues do not hold.
+
+    ``identifiers`` are ``(line, text)`` pairs; ``note_lines`` and ``style_lines`` count
+    every line of NOTE and of STYLE/REGION blocks, keyword line included.
+    """
+
+    cues: list[Cue]
+    header_lines: int = 0
+    identifiers: tuple[tuple[int, str], ...] = ()
+    note_lines: int = 0
+    style_lines: int = 0
+    blank_lines: int = 0
+
+    @property
+    def identifier_lines(self) -> int:
+        return len(self.identifiers)
+
+
 def _show(line: str) -> str:
     """A line for an error message, cut short: a corrupt file may have no line breaks."""
     return repr(line) if len(line) <= 80 else repr(line[:80]) + "..."
@@ -98,7 +135,7 @@ def _timestamp_ms(tok: str) -> int | None:
         if not dot or len(frac) != 3 or not 2 <= len(parts) <= 3:
             return None
         hh, mm, ss = parts if len(parts) == 3 else ("0", *parts)
-        if not hh or len(mm) != 2 or len(ss) != 2:
+        if not hh or len(hh) > MAX_HOUR_DIGITS or len(mm) != 2 or len(ss) != 2:
             return None
     digits = hh + mm + ss + frac
     # isdigit alone accepts non-ASCII digits such as "²" or "٣", which int() would take.
@@ -146,12 +183,13 @@ def _decode(data: bytes, path: str) -> str:
         ) from None
 
 
-def _starts_non_cue_block(line: str) -> bool:
-    """``NOTE``, ``STYLE`` or ``REGION``, alone or followed by a space or tab."""
+def _non_cue_block(line: str) -> str | None:
+    """``"NOTE"``, ``"STYLE"`` or ``"REGION"`` if ``line`` opens such a block (the word
+    alone or followed by a space or tab), else None."""
     for word in ("NOTE", "STYLE", "REGION"):
-        if line.startswith(word):
-            return len(line) == len(word) or line[len(word)] in " \t"
-    return False
+        if line.startswith(word) and (len(line) == len(word) or line[len(word)] in " \t"):
+            return word
+    return None
 
 
 def parse_vtt(data: bytes | str, path: str = "<string>", *, allow_backwards: bool = False) -> list[Cue]:
@@ -160,6 +198,13 @@ def parse_vtt(data: bytes | str, path: str = "<string>", *, allow_backwards: boo
     ``path`` only labels errors. ``allow_backwards`` keeps cues whose end is before their
     start (the real Lexicap data has two) instead of raising.
     """
+    return parse_vtt_document(data, path, allow_backwards=allow_backwards).cues
+
+
+def parse_vtt_document(
+    data: bytes | str, path: str = "<string>", *, allow_backwards: bool = False
+) -> VTTDocument:
+    """Like :func:`parse_vtt`, but also counts what is not a cue (see VTTDocument)."""
     text = data if isinstance(data, str) else _decode(bytes(data), path)
     if text.startswith(_BOM):
         text = text[1:]
@@ -180,22 +225,30 @@ def parse_vtt(data: bytes | str, path: str = "<string>", *, allow_backwards: boo
     i = 1
     while i < n and not _is_blank(lines[i]) and "-->" not in lines[i]:
         i += 1
+    header_lines = i - 1
 
     cues: list[Cue] = []
     append = cues.append
+    identifiers: list[tuple[int, str]] = []
+    skipped = {"NOTE": 0, "STYLE": 0, "REGION": 0}
+    blank = 0
     while i < n:
         line = lines[i]
         if "-->" in line:
             timing = i
         elif _is_blank(line):
+            blank += 1
             i += 1
             continue
         elif i + 1 < n and "-->" in lines[i + 1]:
-            timing = i + 1  # line i is the cue identifier
-        elif _starts_non_cue_block(line):
+            timing = i + 1  # line i is the cue identifier: dropped by the spec, kept here
+            identifiers.append((i + 1, line))
+        elif word := _non_cue_block(line):
+            block_start = i
             i += 1
             while i < n and not _is_blank(lines[i]) and "-->" not in lines[i]:
                 i += 1
+            skipped[word] += i - block_start
             continue
         else:
             raise VTTParseError(
@@ -211,11 +264,31 @@ def parse_vtt(data: bytes | str, path: str = "<string>", *, allow_backwards: boo
         else:
             payload = "\n".join(lines[first_payload:i])
         append(Cue(start, end, payload, timing + 1))
-    return cues
+    return VTTDocument(
+        cues,
+        header_lines=header_lines,
+        identifiers=tuple(identifiers),
+        note_lines=skipped["NOTE"],
+        style_lines=skipped["STYLE"] + skipped["REGION"],
+        blank_lines=blank,
+    )
 
 
 def read_vtt(path: str | os.PathLike[str], *, allow_backwards: bool = False) -> list[Cue]:
     """Read and parse one VTT file; errors name ``path``."""
+    return read_vtt_document(path, allow_backwards=allow_backwards).cues
+
+
+def read_vtt_document(path: str | os.PathLike[str], *, allow_backwards: bool = False) -> VTTDocument:
+    """Read and parse one VTT file, counting what is not a cue; errors name ``path``.
+
+    A file over ``MAX_FILE_BYTES`` is refused before it is read into memory.
+    """
     with open(path, "rb") as fh:
-        data = fh.read()
-    return parse_vtt(data, os.fspath(path), allow_backwards=allow_backwards)
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise VTTParseError(
+            os.fspath(path), None,
+            f"file is larger than {MAX_FILE_BYTES >> 20} MiB; a caption file is far smaller",
+        )
+    return parse_vtt_document(data, os.fspath(path), allow_backwards=allow_backwards)

@@ -114,6 +114,54 @@ def test_save_load(tok, tmp_path):
     assert back.sha256 == tok.sha256
 
 
+def _tampered(tok, tmp_path, edit) -> "Path":
+    tok.save(tmp_path / "tok.json")
+    doc = json.loads((tmp_path / "tok.json").read_text())
+    edit(doc)
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    return tmp_path / "bad.json"
+
+
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (lambda d: d["merges"].__setitem__(0, [97, 1.0]), "merge 0 is [97, 1.0]; expected a pair of integer ids"),
+        (lambda d: d["merges"].__setitem__(0, [True, 97]), "expected a pair of integer ids"),
+        (lambda d: d["merges"].__setitem__(0, [97, 98, 99]), "expected a pair of integer ids"),
+        (lambda d: d["merges"].__setitem__(0, "ab"), "expected a pair of integer ids"),
+        (lambda d: d["merges"].__setitem__(3, [-1, 97]), "merge 3 uses id -1; ids must be in [0, 259)"),
+        (lambda d: d["merges"].__setitem__(3, [97, 259]), "merge 3 uses id 259; ids must be in [0, 259)"),
+        (lambda d: d.__setitem__("merges", {"a": 1}), "'merges' must be a list"),
+        (lambda d: d.__setitem__("special_tokens", {EOT: "399"}), "'special_tokens' must map"),
+        (lambda d: d.__setitem__("special_tokens", {EOT: 7}), "inconsistent with the merges"),
+        (lambda d: d.__setitem__("vocab_size", 400.0), "'vocab_size' must be an integer"),
+        (lambda d: d.__setitem__("vocab_size", 401), "inconsistent with the merges"),
+        (lambda d: d.__setitem__("merges", [[97, 98], [97, 98]]), "two tokens have the same bytes"),
+        # Each merge doubles a token: 40 of them would ask for 2**40 bytes.
+        (lambda d: d.__setitem__("merges", [[97, 97]] + [[256 + k, 256 + k] for k in range(40)]), "would take more than"),
+    ],
+)
+def test_load_validates_every_field_and_names_the_file(tok, tmp_path, edit, why):
+    from lexgpt.tokenizer_file import TokenizerFileError
+
+    path = _tampered(tok, tmp_path, edit)
+    with pytest.raises(TokenizerFileError) as info:
+        BPETokenizer.load(path)
+    assert str(info.value).startswith(f"{path}: ") and why in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{not json", b"\xff\xfe", b"[1, 2]", b"[" * 100_000])
+def test_load_refuses_what_is_not_a_tokenizer(tmp_path, raw):
+    from lexgpt.tokenizer_file import TokenizerFileError
+
+    path = tmp_path / "tok.json"
+    path.write_bytes(raw)
+    with pytest.raises(TokenizerFileError, match=f"^{path}: "):
+        BPETokenizer.load(path)
+    with pytest.raises(TokenizerFileError, match="cannot read"):
+        BPETokenizer.load(tmp_path / "missing.json")
+
+
 def test_load_rejects_other_versions(tok, tmp_path):
     tok.save(tmp_path / "tok.json")
     doc = json.loads((tmp_path / "tok.json").read_text())
@@ -157,3 +205,21 @@ def test_tiktoken_with_our_merges(tok):
     enc = tok.to_tiktoken()
     for text in corpus(seed=5):
         assert enc.encode_ordinary(text) == tok.encode(text)
+
+
+def test_pool_workers_do_not_inherit_the_callers_signal_handlers(capfd):
+    """A Dagster run installs SIGTERM/SIGINT handlers; pool shutdown must not run them."""
+    import signal
+
+    def dagster_like(signum, frame):
+        raise RuntimeError("inherited handler ran in a pool worker")
+
+    tok = BPETokenizer.train(["hello world"] * 4, 270)
+    previous = signal.signal(signal.SIGTERM, dagster_like), signal.signal(signal.SIGINT, dagster_like)
+    try:
+        for _ in range(3):  # terminate() races with idle workers: give it a few chances
+            assert len(tok.encode_arrays(["hello there world"] * 8, workers=2)) == 8
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert "inherited handler ran" not in capfd.readouterr().err

@@ -2,8 +2,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from lexgpt.cleaning import Rule
-from lexgpt.corpus import CorpusValidationError, build_corpus, content_hash, validate
+from lexgpt.cleaning import Rule, RuleError
+from lexgpt.corpus import CorpusValidationError, MixedEpisodeError, build_corpus, content_hash, validate
 
 
 def cues(rows):
@@ -57,3 +57,35 @@ def test_content_hash_tracks_text_only():
     other = build_corpus(cues([(1, 0, 0.0, 1.0, "a c", "x")]), RULES)[0]
     assert content_hash(base) == content_hash(same)
     assert content_hash(base) != content_hash(other)
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x1b", "\r", "\x85", "\ufffe", "\uffff", "\U0010ffff", "\ufdd0"])
+def test_control_characters_and_noncharacters_are_rejected(bad):
+    text = f"a{bad}b"
+    df = pl.DataFrame({
+        "episode_id": [1, 2], "text": [text, "fine\tand\nfine"], "n_chars": [len(text), 13], "n_cues": [1, 1],
+        "duration_s": [1.0, 1.0], "source_file": ["a", "b"],
+    })
+    with pytest.raises(CorpusValidationError, match="no_control_characters") as err:
+        validate(df)
+    assert err.value.failure_cases["index"].to_list() == [0]  # tab and newline are fine
+
+
+def test_cues_of_one_episode_from_two_files_are_refused():
+    table = cues([
+        (1, 0, 0.0, 1.0, "real", "episode_001_large.vtt"),
+        (1, 1, 1.0, 2.0, "intruder", "episode_\u0660\u0660\u0661_large.vtt"),
+        (2, 0, 0.0, 1.0, "other", "episode_002_large.vtt"),
+    ])
+    with pytest.raises(MixedEpisodeError, match="episode 1 has cues from 2 files .*'episode_001_large.vtt'"):
+        build_corpus(table, RULES)
+
+
+def test_a_rule_past_its_time_limit_names_the_episode(monkeypatch):
+    import lexgpt.cleaning
+
+    monkeypatch.setattr(lexgpt.cleaning, "RULE_TIMEOUT_S", 0.2)
+    table = cues([(1, 0, 0.0, 1.0, "fine", "episode_001_large.vtt"),
+                  (7, 0, 0.0, 1.0, "a" * 60 + "b", "episode_007_large.vtt")])
+    with pytest.raises(RuleError, match=r"rule 'slow' ran longer than 0.2 s on episode 7 \(episode_007_large.vtt\)"):
+        build_corpus(table, [Rule("slow", r"(a|aa)+$", "")])

@@ -10,11 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from lexgpt.ingest import SCHEMA, read_cues, summarize
+from lexgpt.ingest import SCHEMA, FileCounts, ingest_folder, read_cues, summarize
+from lexgpt.lexicap import SourceIntegrityError
 from lexgpt.vtt import VTTParseError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vtt"
-FOLDER = FIXTURES / "lexicap_folder"
+FOLDER = FIXTURES / "lexicap_folder"  # holds the near miss episode_7_large.vtt: opted out below
 REAL = Path(os.environ.get("LEXICAP_DIR", Path(__file__).resolve().parents[1] / "../shared/lexicap/vtt"))
 
 EXPECTED = [
@@ -37,19 +38,19 @@ def test_schema_is_exact():
 
 @pytest.mark.parametrize("workers", [1, 2])  # 2 goes through the process pool
 def test_fixture_folder_exact_table(workers):
-    table = read_cues(FOLDER, workers=workers)
+    table = read_cues(FOLDER, workers=workers, allow_near_misses=True)
     assert table.schema == SCHEMA
     assert _rows(table) == EXPECTED
 
 
 def test_other_variant():
-    assert _rows(read_cues(FOLDER, "small", workers=1)) == [
+    assert _rows(read_cues(FOLDER, "small", workers=1, allow_near_misses=True)) == [
         (1, 0, 0.0, 1.0, " other variant", "episode_001_small.vtt")
     ]
 
 
 def test_summarize_fixture_folder():
-    assert summarize(read_cues(FOLDER, workers=1)) == {
+    assert summarize(read_cues(FOLDER, workers=1, allow_near_misses=True)) == {
         "episodes": 3,
         "cues": 5,
         "hours": (3.0 + 2.0 + 3602.0) / 3600,
@@ -77,6 +78,39 @@ def test_parse_error_crosses_the_pool_naming_file_and_line(tmp_path):
         with pytest.raises(VTTParseError) as info:
             read_cues(tmp_path, workers=workers)
         assert (info.value.path, info.value.line) == (str(broken), 6)
+
+
+def test_fixture_folder_near_miss_is_refused_by_default(monkeypatch):
+    monkeypatch.delenv("LEXICAP_ALLOW_NEAR_MISSES", raising=False)
+    with pytest.raises(SourceIntegrityError, match="'episode_7_large.vtt': episode id must be exactly 3 ASCII digits"):
+        read_cues(FOLDER, workers=1)
+
+
+@pytest.mark.parametrize("body", [b"WEBVTT\n", b"WEBVTT\n\nNOTE only a comment\n", b"WEBVTT\n\nSTYLE\n::cue {}\n"])
+def test_a_file_without_cues_is_an_error_naming_it(tmp_path, body):
+    shutil.copy(FOLDER / "episode_001_large.vtt", tmp_path / "episode_001_large.vtt")
+    empty = tmp_path / "episode_002_large.vtt"
+    empty.write_bytes(body)
+    with pytest.raises(VTTParseError, match="no cues") as info:
+        read_cues(tmp_path, workers=1)
+    assert info.value.path == str(empty)
+
+
+def test_dropped_lines_are_counted_per_file(tmp_path):
+    (tmp_path / "episode_001_large.vtt").write_text(
+        "WEBVTT\nKind: captions\n\nNOTE made by hand\nsecond note line\n\n"
+        "STYLE\n::cue { color: red }\n\n"
+        "1\n00:00.000 --> 00:01.000\n first\n\n"
+        "and then I said\n00:01.000 --> 00:02.000\n second\n"
+    )
+    shutil.copy(FOLDER / "episode_002_large.vtt", tmp_path / "episode_002_large.vtt")
+    result = ingest_folder(tmp_path, workers=1)
+    assert result.files[0] == FileCounts(
+        "episode_001_large.vtt", cues=2, header_lines=1, identifier_lines=2, note_lines=2,
+        style_lines=2, identifiers=((10, "1"), (14, "and then I said")),
+    )
+    assert result.dropped_lines() == {"header_lines": 1, "identifier_lines": 2, "note_lines": 2, "style_lines": 2}
+    assert [f.name for f in result.files] == ["episode_001_large.vtt", "episode_002_large.vtt"]
 
 
 def test_missing_folder():

@@ -1,4 +1,5 @@
-"""lexgpt.lexicap: episode listing, fingerprint, download, safe unzip, source resolution."""
+"""lexgpt.lexicap and lexgpt.archive: listing, fingerprint, download, bounded safe unzip,
+source resolution. (Which folder entries are ingested or ignored: test_source_scan.py.)"""
 
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt import lexicap, paths
+from lexgpt import archive, lexicap, paths
+from lexgpt.archive import UnsafeArchiveError, download, safe_extract, zip_problem
 from lexgpt.lexicap import (
     EPISODE_FILE_RE,
     SourceUnavailableError,
-    UnsafeArchiveError,
-    download,
     list_episode_files,
     resolve_source,
-    safe_extract,
     source_fingerprint,
 )
 
@@ -100,7 +99,8 @@ VTT = b"WEBVTT\n\n00:00.000 --> 00:01.000\n hi\n"
 
 def test_episode_file_re():
     assert EPISODE_FILE_RE.fullmatch("episode_001_small.vtt").groups() == ("001", "small")
-    for bad in ("episode_1_large.vtt", "episode_0001_large.vtt", "episode_001_medium.vtt", "episode_001_large.vtt.bak"):
+    for bad in ("episode_1_large.vtt", "episode_0001_large.vtt", "episode_001_medium.vtt", "episode_001_large.vtt.bak",
+                "episode_\u0660\u0660\u0661_large.vtt", "episode_\uff10\uff10\uff11_large.vtt"):
         assert EPISODE_FILE_RE.fullmatch(bad) is None
 
 
@@ -301,21 +301,85 @@ def test_failed_download_says_what_to_do(server, tmp_path, monkeypatch):
     assert not (cache / "lexicap").exists() and not (cache / "lexicap-data.zip").exists()
 
 
-def test_resolve_source_zip_without_vtt_folder(server, tmp_path, monkeypatch):
-    server.routes["/data.zip"] = _zip_bytes({"other/episode_001_large.vtt": VTT})
-    monkeypatch.setattr(lexicap, "DATA_ZIP_URL", server.url + "/data.zip")
+def use_mirror(server, monkeypatch, tmp_path, body: bytes) -> tuple[str, Path]:
+    """Serve ``body`` as the data.zip mirror named by LEXICAP_URL; return (url, cache folder)."""
+    server.routes["/mirror.zip"] = body
     no_local_copy(monkeypatch, tmp_path)
-    monkeypatch.setenv("LEXGPT_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match="no vtt/ folder"):
-        resolve_source()
-
-
-def test_resolve_source_unsafe_zip_leaves_no_extraction(server, tmp_path, monkeypatch):
-    server.routes["/data.zip"] = _zip_bytes({"vtt/episode_001_large.vtt": VTT, "../evil": b"x"})
-    monkeypatch.setattr(lexicap, "DATA_ZIP_URL", server.url + "/data.zip")
-    no_local_copy(monkeypatch, tmp_path)
+    url = server.url + "/mirror.zip"
+    monkeypatch.setenv("LEXICAP_URL", url)
     cache = tmp_path / "cache"
     monkeypatch.setenv("LEXGPT_CACHE", str(cache))
-    with pytest.raises(UnsafeArchiveError):
+    return url, cache
+
+
+def test_resolve_source_zip_without_vtt_folder(server, tmp_path, monkeypatch):
+    url, cache = use_mirror(server, monkeypatch, tmp_path, _zip_bytes({"other/episode_001_large.vtt": VTT}))
+    with pytest.raises(SourceUnavailableError, match="no vtt/ folder") as info:
         resolve_source()
-    assert sorted(p.name for p in cache.iterdir()) == ["lexicap-data.zip"]
+    assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+    assert list(cache.iterdir()) == []  # nothing kept that would fail the same way forever
+
+
+def test_resolve_source_unsafe_zip_leaves_nothing(server, tmp_path, monkeypatch):
+    url, cache = use_mirror(server, monkeypatch, tmp_path, _zip_bytes({"vtt/episode_001_large.vtt": VTT, "../evil": b"x"}))
+    with pytest.raises(SourceUnavailableError, match=r"UnsafeArchiveError: unsafe member '\.\./evil'") as info:
+        resolve_source()
+    assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_download_that_is_not_a_zip_is_not_cached(server, tmp_path, monkeypatch):
+    page = b"<html>Sign in to this Wi-Fi network</html>"
+    url, cache = use_mirror(server, monkeypatch, tmp_path, page)
+    for attempt in (1, 2):  # the second run asks again instead of failing on a cached page
+        with pytest.raises(SourceUnavailableError, match="not a zip file") as info:
+            resolve_source()
+        assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+        assert "\n" not in str(info.value)
+        assert list(cache.iterdir()) == []
+        assert server.hits["/mirror.zip"] == attempt
+    # A bad file cached by an older version is fetched again, not used.
+    server.routes["/mirror.zip"] = _zip_bytes({"vtt/episode_001_large.vtt": VTT})
+    (cache / "lexicap-data.zip").write_bytes(page)
+    assert resolve_source() == cache / "lexicap" / "vtt"
+    assert server.hits["/mirror.zip"] == 3
+
+
+def test_corrupt_zip_names_url_and_cache_and_is_dropped(server, tmp_path, monkeypatch):
+    good = _zip_bytes({"vtt/episode_001_large.vtt": VTT})  # stored, not deflated
+    corrupt = good.replace(b" hi\n", b" HI\n")  # the member's CRC no longer matches
+    url, cache = use_mirror(server, monkeypatch, tmp_path, corrupt)
+    with pytest.raises(SourceUnavailableError, match="BadZipFile: Bad CRC-32") as info:
+        resolve_source()
+    assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+    assert list(cache.iterdir()) == []
+
+
+# --- bounds on extraction -----------------------------------------------------------
+
+
+def _bomb(path: Path, size: int) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("vtt/episode_001_large.vtt", VTT)
+        zf.writestr("vtt/zeros.vtt", b"\0" * size)
+    return path
+
+
+def test_extraction_refuses_a_compression_bomb_before_writing(tmp_path):
+    z = _bomb(tmp_path / "bomb.zip", 20 << 20)  # 20 MB of zeros deflate to ~20 kB: ratio ~1000
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match=r"'vtt/zeros\.vtt'.*ratio \d+ > 200") as info:
+        safe_extract(z, out)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+
+
+def test_extraction_caps_the_total_size(tmp_path):
+    z = _zip_file(tmp_path / "big.zip", {f"vtt/{i}.vtt": os.urandom(300_000) for i in range(4)})
+    with pytest.raises(UnsafeArchiveError, match=r"'vtt/3\.vtt'.*past 1000000 bytes"):
+        safe_extract(z, tmp_path / "out", max_total_bytes=1_000_000)
+    assert len(safe_extract(z, tmp_path / "ok", max_total_bytes=1_300_000)) == 4
+
+
+def test_zip_problem():
+    assert zip_problem(Path(__file__)).startswith("not a zip file: starts with b'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -11,11 +12,13 @@ from lexgpt.bpe import BPETokenizer
 from lexgpt.hashing import sha256_file
 from lexgpt.shards import (
     VAL_EVERY,
+    ShardError,
     decode_check,
     max_token_id,
     open_shard,
     read_manifest,
     split_episodes,
+    validate_shards,
     write_shards,
 )
 
@@ -93,3 +96,65 @@ def test_rejects_vocab_over_uint16(tmp_path, monkeypatch, tok):
     monkeypatch.setattr(BPETokenizer, "vocab_size", property(lambda self: 70_000))
     with pytest.raises(ValueError, match="uint16"):
         write_shards([1, 2], ["a", "b"], tok, tmp_path)
+
+
+def test_validate_shards_accepts_what_write_shards_wrote(shards, tok):
+    out, manifest = shards
+    assert validate_shards(out, tok.vocab_size, check_hashes=True) == manifest
+
+
+def _edit_manifest(out, edit):
+    m = json.loads((out / "manifest.json").read_text())
+    edit(m)
+    (out / "manifest.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize(
+    "edit, file, why",
+    [
+        (lambda m: m["splits"]["val"].__setitem__("file", "../../etc/passwd"), "manifest.json", "must name the file 'val.bin'"),
+        (lambda m: m.__setitem__("vocab_size", 70_000), "manifest.json", "vocab_size must be an integer in [1, 65536]"),
+        (lambda m: m.__setitem__("vocab_size", "320"), "manifest.json", "vocab_size must be an integer"),
+        (lambda m: m.__setitem__("format", "uint32"), "manifest.json", "not a uint16-le shard manifest"),
+        (lambda m: m["splits"]["train"].__setitem__("tokens", -1), "manifest.json", "tokens must be a non-negative integer"),
+        (lambda m: m["splits"]["train"].__setitem__("episodes", ["1"]), "manifest.json", "episodes must be a list of integer ids"),
+        (lambda m: m["splits"].pop("val"), "manifest.json", "must hold 'train' and 'val'"),
+        (lambda m: m["splits"]["train"].__setitem__("tokens", 5), "train.bin", "tokens, but manifest.json says 5"),
+        (lambda m: m.__setitem__("vocab_size", 100), "train.bin", "is not below vocab_size 100"),
+    ],
+)
+def test_validate_shards_names_the_file_and_the_problem(shards, tok, edit, file, why):
+    out, _ = shards
+    _edit_manifest(out, edit)
+    with pytest.raises(ShardError) as info:
+        validate_shards(out)
+    assert str(info.value).startswith(f"{out / file}: ") and why in str(info.value)
+
+
+def test_validate_shards_catches_tampered_shards(shards, tok):
+    out, _ = shards
+    with pytest.raises(ShardError, match="shards were made for vocab_size 320, the tokenizer has 999"):
+        validate_shards(out, 999)
+    data = (out / "val.bin").read_bytes()
+    (out / "val.bin").write_bytes(data + b"\x01")  # odd length: not whole uint16 ids
+    with pytest.raises(ShardError, match=r"val\.bin: \d+ bytes is not a whole number"):
+        validate_shards(out)
+    (out / "val.bin").write_bytes(data[:-2] + b"\xff\xff")  # id 65535: beyond the vocab
+    with pytest.raises(ShardError, match="token id 65535 is not below vocab_size 320"):
+        validate_shards(out)
+    (out / "val.bin").write_bytes(data[:-2] + bytes([data[-2] ^ 1, data[-1]]))  # same length, other id
+    validate_shards(out)
+    with pytest.raises(ShardError, match="SHA-256 differs"):
+        validate_shards(out, check_hashes=True)
+    (out / "val.bin").unlink()
+    with pytest.raises(ShardError, match=r"val\.bin: missing"):
+        validate_shards(out)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"\xff"])
+def test_read_manifest_refuses_what_is_not_a_manifest(tmp_path, raw):
+    (tmp_path / "manifest.json").write_bytes(raw)
+    with pytest.raises(ShardError, match=f"^{tmp_path / 'manifest.json'}: "):
+        read_manifest(tmp_path)
+    with pytest.raises(ShardError, match="cannot read"):
+        read_manifest(tmp_path / "nowhere")

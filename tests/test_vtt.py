@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt.vtt import Cue, VTTParseError, _timestamp_ms, parse_vtt, read_vtt
+from lexgpt import vtt
+from lexgpt.vtt import Cue, VTTParseError, _timestamp_ms, parse_vtt, parse_vtt_document, read_vtt, read_vtt_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vtt"
 
@@ -202,3 +203,41 @@ def test_timestamps(tok, ms):
 def test_times_are_exact_decimal_values():
     (cue,) = parse_vtt("WEBVTT\n\n00:00.100 --> 01:02:03.300\nx")
     assert (cue.start, cue.end) == (0.1, 3723.3)
+
+
+@pytest.mark.parametrize("hours", ["9" * 7, "9" * 400, "1" * 5000])
+def test_huge_hour_fields_are_a_parse_error_not_an_overflow(hours):
+    # int() refuses > 4300 digits (ValueError); fewer still overflow a float (OverflowError).
+    for timing in (f"{hours}:00:00.000 --> 00:01.000", f"00:01.000 --> {hours}:00:00.000"):
+        with pytest.raises(VTTParseError) as info:
+            parse_vtt(f"WEBVTT\n\n{timing}\nx\n", path="h.vtt")
+        assert info.value.line == 3 and "malformed" in info.value.reason
+        assert len(str(info.value)) < 300  # the 5000-digit token is cut short
+    assert parse_vtt(f"WEBVTT\n\n{'9' * 6}:00:00.000 --> {'9' * 6}:00:00.001\nx")[0].start == 999999 * 3600
+
+
+def test_dropped_lines_are_counted():
+    doc = parse_vtt_document(
+        "WEBVTT - title\nKind: captions\nLanguage: en\n\n"
+        "NOTE\nthis comment\nspans lines\n\n"
+        "STYLE\n::cue {}\n\nREGION\nid:r\n\n"
+        "intro\n00:00.000 --> 00:01.000\n said\n\n"
+        "NOTE\n00:01.000 --> 00:02.000\n also said\n"
+    )
+    assert [c.text for c in doc.cues] == [" said", " also said"]
+    assert doc.header_lines == 2
+    assert doc.identifiers == ((15, "intro"), (19, "NOTE"))  # "NOTE" right above a timing line is an identifier
+    assert (doc.identifier_lines, doc.note_lines, doc.style_lines) == (2, 3, 4)
+    # Every line is accounted for: header + metadata + blank + identifiers + blocks + cues.
+    n_lines = 22
+    payload = sum(c.text.count("\n") + 1 for c in doc.cues)
+    assert 1 + doc.header_lines + doc.blank_lines + doc.identifier_lines + doc.note_lines \
+        + doc.style_lines + len(doc.cues) + payload == n_lines
+
+
+def test_oversized_file_is_refused_before_reading_it_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(vtt, "MAX_FILE_BYTES", 100)
+    path = tmp_path / "big.vtt"
+    path.write_bytes(b"WEBVTT\n\n" + b"00:00.000 --> 00:01.000\nx\n\n" * 10)
+    with pytest.raises(VTTParseError, match="larger than"):
+        read_vtt_document(path)

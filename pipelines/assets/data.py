@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable
 GROUP = "data"
 RAW_FILE = ("raw_subtitles", "cues.parquet")
 CORPUS_FILE = ("cleaned_corpus", "corpus.parquet")
+_SHOWN = 50  # rows of a metadata table; lineage.json holds the whole list
 
 
 @dg.observable_source_asset(
@@ -37,8 +38,13 @@ def lexicap_vtt(source: LexicapSource) -> dg.DataVersion:
 @dg.asset(
     group_name=GROUP,
     deps=[lexicap_vtt],
-    code_version=code_version("lexgpt.vtt", "lexgpt.ingest", "lexgpt.lexicap", "pipelines.assets.data"),
-    description="Every caption cue of every episode, parsed from WebVTT (one row per cue).",
+    code_version=code_version(
+        "lexgpt.vtt", "lexgpt.ingest", "lexgpt.lexicap", "lexgpt.archive", "pipelines.assets.data"
+    ),
+    description="Every caption cue of every episode, parsed from WebVTT (one row per cue). "
+    "Every entry of the source folder is ingested or listed as ignored with a reason; a name "
+    "that looks like a mistyped episode file stops the run (LEXICAP_ALLOW_NEAR_MISSES=1 "
+    "ignores those instead).",
     owners=["team:data"],
     kinds={"parquet", "polars"},
 )
@@ -46,15 +52,21 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
     folder = source.resolve()
     fingerprint = lexicap.source_fingerprint(folder, source.variant)
     started = time.perf_counter()
-    cues = ingest.read_cues(folder, variant=source.variant)
+    ingested = ingest.ingest_folder(folder, variant=source.variant)
     seconds = time.perf_counter() - started
+    cues = ingested.cues
     out = lake.path(*RAW_FILE)
     atomic.write_parquet(out, cues)
     digest = sha256_file(out)
+    ignored = ingested.scan.ignored
     write_lineage(out.parent, source_folder=str(folder), variant=source.variant,
-                  source_sha256=fingerprint, output_sha256=digest)
+                  source_sha256=fingerprint, output_sha256=digest,
+                  ignored=[{"name": e.name, "reason": e.reason} for e in ignored])
     summary = ingest.summarize(cues)
-    context.log.info(f"parsed {summary['cues']} cues from {summary['episodes']} episodes in {seconds:.1f}s")
+    dropped = ingested.dropped_lines()
+    context.log.info(f"parsed {summary['cues']} cues from {summary['episodes']} episodes in {seconds:.1f}s; "
+                     f"ignored {len(ignored)} other entr{'y' if len(ignored) == 1 else 'ies'}")
+    identifier_rows = [[f.name, line, text] for f in ingested.files for line, text in f.identifiers]
     return dg.MaterializeResult(
         metadata={
             "episodes": summary["episodes"],
@@ -62,6 +74,11 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
             "hours_of_audio": round(float(summary["hours"]), 1),
             # Whisper timestamp glitches: kept (their text is fine), but counted, never hidden.
             "cues_ending_before_start": summary["backwards_cues"],
+            # Lines the WebVTT spec drops: counted, so a lost transcript line is visible.
+            **dropped,
+            "identifier_examples": markdown_table(["file", "line", "identifier"], identifier_rows[:_SHOWN]),
+            "ignored_entries": len(ignored),
+            "ignored": markdown_table(["entry", "reason"], [[repr(e.name), e.reason] for e in ignored[:_SHOWN]]),
             "parse_seconds": round(seconds, 2),
             "source": dg.MetadataValue.path(str(folder)),
             "path": dg.MetadataValue.path(str(out)),
@@ -74,18 +91,14 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
     )
 
 
-def _corpus_code_version() -> str:
-    rules = cleaning.load_rules()
-    return code_version(
-        "lexgpt.cleaning", "lexgpt.corpus", "pipelines.assets.data",
-        extra=cleaning.rules_fingerprint(rules),
-    )
-
-
 @dg.asset(
     group_name=GROUP,
     deps=[raw_subtitles],
-    code_version=_corpus_code_version(),
+    # The rules' hash, computed without raising: a broken rules file must not stop the
+    # definitions from loading; the asset reports it when it runs.
+    code_version=code_version(
+        "lexgpt.cleaning", "lexgpt.corpus", "pipelines.assets.data", extra=cleaning.rules_version()
+    ),
     description="One cleaned text per episode. The cleaning rules are in "
     "lexgpt/cleaning_rules.toml; this asset's code version is their hash. "
     "Validated by a pandera schema before anything is written.",
@@ -93,6 +106,8 @@ def _corpus_code_version() -> str:
     kinds={"parquet", "pandera"},
 )
 def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
+    # RuleError (a broken rules file, a rule past its time limit) and MixedEpisodeError
+    # propagate as they are: one line naming the rule (and episode), nothing written.
     rules = cleaning.load_rules()
     rules_sha256 = cleaning.rules_fingerprint(rules)
     cues = pq.read_table(lake.path(*RAW_FILE))

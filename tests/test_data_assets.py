@@ -1,0 +1,98 @@
+"""The data assets in Dagster: what raw_subtitles reports, and one-line failures that
+never stop the definitions from loading (broken rules file, near-miss source names)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from conftest import REPO, lexgpt_cli, write_episode
+from pipelines.assets import data
+from pipelines.resources import DataLake, LexicapSource
+
+
+def materialize(lake: Path, vtt: Path, *assets) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        list(assets),
+        resources={"source": LexicapSource(folder=str(vtt)), "lake": DataLake(root=str(lake))},
+        raise_on_error=False,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    (event,) = [e for e in result.all_events if e.is_step_failure]
+    err = event.step_failure_data.error
+    while err.cause is not None and "dagster" in (err.cls_name or "").lower():
+        err = err.cause
+    return err.message.strip()
+
+
+def test_raw_subtitles_lists_ignored_entries_and_dropped_lines(tmp_path: Path, small_lexicap: Path, monkeypatch):
+    monkeypatch.delenv("LEXICAP_ALLOW_NEAR_MISSES", raising=False)
+    (small_lexicap / "README.md").write_text("about")
+    (small_lexicap / "episode_001_small.vtt").write_text("WEBVTT\n\n00:00.000 --> 00:01.000\n x\n")
+    ep = small_lexicap / "episode_007_large.vtt"
+    ep.write_text("WEBVTT\n\nNOTE by hand\n\nwhere it starts\n00:00.000 --> 00:01.000\n hello\n")
+    result = materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles)
+    assert result.success
+    meta = {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("raw_subtitles")[0].metadata.items()}
+    assert (meta["identifier_lines"], meta["note_lines"], meta["style_lines"]) == (1, 1, 0)
+    assert "| episode_007_large.vtt | 5 | where it starts |" in meta["identifier_examples"]
+    assert meta["ignored_entries"] == 2
+    assert "| 'README.md' | not an episode file |" in meta["ignored"]
+    assert "| 'episode_001_small.vtt' | other variant (small) |" in meta["ignored"]
+    assert meta["episodes"] == 7
+
+
+def test_near_miss_fails_raw_subtitles_in_one_line(tmp_path: Path, small_lexicap: Path, monkeypatch):
+    monkeypatch.delenv("LEXICAP_ALLOW_NEAR_MISSES", raising=False)
+    write_episode(small_lexicap, 9).rename(small_lexicap / "episode_9_large.vtt")
+    result = materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles)
+    assert not result.success
+    message = failure_message(result)
+    assert "'episode_9_large.vtt': episode id must be exactly 3 ASCII digits" in message
+    assert "LEXICAP_ALLOW_NEAR_MISSES=1" in message and "\n" not in message
+    assert not (tmp_path / "lake" / "raw_subtitles").exists()
+    monkeypatch.setenv("LEXICAP_ALLOW_NEAR_MISSES", "1")
+    assert materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles).success
+
+
+BROKEN_RULES = {
+    "bad regex": ("[[rule]]\nname = 'oops'\npattern = '(unclosed'\nreplacement = ''\n", "rule 'oops': bad pattern"),
+    "pattern = 5": ("[[rule]]\nname = 'oops'\npattern = 5\nreplacement = ''\n", "rule 'oops': pattern must be a string"),
+    "rule = 'x'": ("rule = 'x'\n", "'rule' must be a list of [[rule]] tables"),
+    "bad escape": ("[[rule]]\nname = 'oops'\npattern = 'a'\nreplacement = '\\q'\n", "rule 'oops': bad replacement"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_RULES)
+def test_broken_rules_file_fails_cleaned_corpus_only(tmp_path: Path, small_lexicap: Path, monkeypatch, case: str):
+    body, why = BROKEN_RULES[case]
+    rules = tmp_path / "rules.toml"
+    rules.write_text(body)
+    monkeypatch.setenv("LEXGPT_CLEANING_RULES", str(rules))
+    lake = tmp_path / "lake"
+    assert materialize(lake, small_lexicap, data.raw_subtitles).success
+    result = materialize(lake, small_lexicap, data.cleaned_corpus)
+    assert not result.success
+    message = failure_message(result)
+    assert message.startswith(f"lexgpt.cleaning.RuleError: {rules}: ") and why in message, message
+    assert "\n" not in message
+    assert not (lake / "cleaned_corpus").exists()
+
+
+@pytest.mark.timeout(300)
+def test_broken_rules_file_does_not_stop_definitions_or_status(lexgpt_home: Path):
+    """Definitions load (the code version hashes the bytes), `status` prints no traceback."""
+    rules = lexgpt_home / "cleaning_rules.toml"
+    rules.write_text("[[rule]]\nname = 'oops'\npattern = 5\nreplacement = ''\n")
+    loaded = subprocess.run([sys.executable, "-c", "import pipelines.definitions"], cwd=REPO,
+                            capture_output=True, text=True, timeout=240)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    proc = lexgpt_cli("status", check=False, timeout=240)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "cleaned_corpus" in proc.stdout
