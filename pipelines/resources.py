@@ -35,11 +35,11 @@ class DataLake(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         from pipelines.writers import hold_home
 
-        run_id = context.run_id or "?"
-        self._writer = hold_home(f"dagster run {run_id[:8]}", context.instance, log=context.log.warning)
+        run_id = context.run.run_id if context.run else None
+        self._writer = hold_home(f"dagster run {(run_id or '?')[:8]}", context.instance, log=context.log.warning)
         held = self._writer.__enter__()
-        if context.run_id:
-            held.record_run(context.run_id)
+        if run_id:
+            held.record_run(run_id)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._writer is not None:
