@@ -64,12 +64,13 @@ def _fail_mlflow_runs(dagster_runs: list[str], who: str) -> list[str]:
 
     tracking.configure()
     client = MlflowClient()
-    ids = ", ".join(f"'{r}'" for r in dagster_runs)
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return []
     lines = []
-    for run in client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.`{MLFLOW_DAGSTER_RUN_TAG}` IN ({ids})"):
+    for run in client.search_runs(experiments, "attributes.status = 'RUNNING'"):  # MLflow can't IN on tags
+        if run.data.tags.get(MLFLOW_DAGSTER_RUN_TAG) not in dagster_runs:
+            continue
         client.set_terminated(run.info.run_id, status="FAILED")
         lines.append(f"marked MLflow run {run.info.run_id[:8]} failed (left RUNNING by {who}, which was killed)")
     return lines
