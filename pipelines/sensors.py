@@ -14,7 +14,7 @@ import dagster as dg
 
 from pipelines.lake import DATA_VERSION_TAG, latest_data_version
 from pipelines.resources import LexicapSource
-from pipelines.staleness import Staleness, effective_config
+from pipelines.staleness import Staleness
 
 SENSOR_TAG = "lexgpt/sensor"
 
@@ -72,7 +72,9 @@ def build_sensor(source_key: dg.AssetKey, job_name: str) -> dg.SensorDefinition:
             return dg.SkipReason("a refresh run is still in flight")
         from pipelines.definitions import defs  # the definitions this sensor belongs to
 
-        ready = next_level(Staleness(defs, instance, effective_config()))
+        # New data, code or rules only: a run config is the user's choice, so a model trained
+        # with `--config` is not retrained on defaults just because the sensor is on.
+        ready = next_level(Staleness(defs, instance))
         if not ready:
             return dg.SkipReason("everything is fresh")
         names = ",".join(k.to_user_string() for k in ready)
