@@ -32,8 +32,11 @@ def hold_home(command: str, instance: dg.DagsterInstance, log: Callable[[str], N
         if held.abandoned is not None:
             left = held.abandoned
             held.abandoned = None
-            for line in fail_abandoned_runs(instance, left):
-                log(line)
+            try:
+                for line in fail_abandoned_runs(instance, left):
+                    log(line)
+            except Exception as err:  # a cleanup problem must not stop the work itself
+                log(f"could not mark the runs of a killed writer ({lock.describe(left)}) failed: {err}")
         yield held
 
 
