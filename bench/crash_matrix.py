@@ -178,10 +178,10 @@ def mlflow_view(home: Path) -> dict:
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     running = client.search_runs(experiments, "attributes.status = 'RUNNING'") if experiments else []
-    versions = {mv.version: mv for mv in client.search_model_versions("name = 'lexgpt'")}
+    versions = {str(mv.version): mv for mv in client.search_model_versions("name = 'lexgpt'")}
     aliases = {}
     if versions:
-        aliases = {a: v for a, v in client.get_registered_model("lexgpt").aliases.items()}
+        aliases = {a: str(v) for a, v in client.get_registered_model("lexgpt").aliases.items()}
     return {"running_runs": len(running), "versions": versions, "aliases": aliases, "client": client}
 
 
