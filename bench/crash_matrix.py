@@ -330,6 +330,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    # A pooled sqlite connection can keep reading the snapshot it first saw; the children
+    # write the store between our reads, so every read gets a fresh connection.
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
     baseline, vtt = prepare(args.work)
     os.environ.update({"LEXGPT_HOME": str(args.work / "home")})
     rows = []
