@@ -2,9 +2,10 @@
 
 Each write goes to a temporary file in the destination folder, is flushed and fsynced,
 then renamed over the destination with ``os.replace`` (atomic on POSIX). A process killed
-mid-write leaves at most a hidden ``.NAME.*.tmp`` file; the next write of the same
-destination removes such leftovers once they are older than ``STALE_TEMP_SECONDS`` (a
-younger one may belong to a writer that is still running).
+mid-write leaves at most a hidden ``.NAME.<pid>.*.tmp`` file; the next write of the same
+destination removes such a leftover at once when no process has that PID any more (its
+writer is gone), and any leftover once it is older than ``STALE_TEMP_SECONDS`` (in case
+the PID was reused).
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -60,7 +61,7 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(dest)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get ordinary permissions
         os.close(fd)
     except OSError as err:
@@ -82,11 +83,22 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def _writer_pid(temp: Path, dest: Path) -> int | None:
+    """The PID in ``.NAME.<pid>.<random>.tmp``, or None for a name without one."""
+    middle = temp.name[len(dest.name) + 2:].split(".", 1)[0]
+    return int(middle) if middle.isdigit() else None
+
+
 def _remove_stale_temps(dest: Path) -> None:
+    """Remove leftovers of killed writers: at once if their PID is gone, else by age."""
+    from lexgpt.lock import pid_alive
+
     now = time.time()
     for leftover in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp"):
+        pid = _writer_pid(leftover, dest)
+        writer_gone = pid is not None and pid != os.getpid() and not pid_alive(pid)
         with contextlib.suppress(OSError):
-            if now - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
+            if writer_gone or now - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
                 leftover.unlink()
 
 

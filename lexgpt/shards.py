@@ -39,7 +39,7 @@ VAL_RULE = (
     "train = the rest"
 )
 FORMAT = "uint16-le"
-TOKENTOKEN_DTYPE = np.dtype("<u2")  # the one token dtype: shards, sampler, evaluation
+TOKEN_DTYPE = np.dtype("<u2")  # the one token dtype: shards, sampler, evaluation
 MANIFEST = "manifest.json"
 _MAX_IDS = np.iinfo(TOKEN_DTYPE).max + 1
 _MAX_MANIFEST_BYTES = 16 << 20
@@ -83,10 +83,10 @@ def write_shards(
     arrays = dict(zip(order, tokenizer.encode_arrays([by_id[e] for e in order], workers=workers)))
 
     out = Path(out_dir)
-    eot = np.array([tokenizer.eot_id], dtype=TOKENTOKEN_DTYPE)
+    eot = np.array([tokenizer.eot_id], dtype=TOKEN_DTYPE)
     splits = {}
     for name, ids in (("train", train_ids), ("val", val_ids)):
-        parts = [p for e in ids for p in (eot, arrays[e].astype(TOKENTOKEN_DTYPE))]
+        parts = [p for e in ids for p in (eot, arrays[e].astype(TOKEN_DTYPE))]
         tokens = np.concatenate(parts)
         path = out / f"{name}.bin"
         with atomic_path(path) as tmp:

@@ -39,31 +39,16 @@ def _load_config(path: str | None) -> dict[str, dict[str, Any]]:
 
 def _effective(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Defaults merged with overrides for every configurable asset."""
-    from pipelines.assets.model import SamplesConfig, TrainingConfig
-    from pipelines.assets.tokens import BPEConfig
+    from pipelines.staleness import effective_config
 
-    classes = {"bpe_vocab": BPEConfig, "trained_model": TrainingConfig, "evaluation_samples": SamplesConfig}
-    unknown = set(config) - set(classes)
-    if unknown:
-        raise SystemExit(f"no configurable asset named {', '.join(sorted(unknown))} (choose from {', '.join(classes)})")
-    import pydantic
-
-    effective = {}
-    for name, cls in classes.items():
-        given = config.get(name, {})
-        typos = sorted(set(given) - set(cls.model_fields))
-        if typos:  # a misspelt field would otherwise be ignored without a word
-            raise SystemExit(f"{name}: no config field {', '.join(typos)} (fields: {', '.join(cls.model_fields)})")
-        try:
-            effective[name] = cls(**given).model_dump()
-        except pydantic.ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise SystemExit(f"{name}: {problems}")
-    return effective
+    try:
+        return effective_config(config)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def _instance_and_defs():
-    from pipelines.freshness import ensure_dagster_home
+    from pipelines.staleness import ensure_dagster_home
 
     ensure_dagster_home()
     import dagster as dg
@@ -73,34 +58,114 @@ def _instance_and_defs():
     return dg.DagsterInstance.get(), defs
 
 
+def _sources_now(defs) -> dict[str, str]:
+    """The VTT folder's version now, read from the folder itself (not the last observation).
+
+    Only for a local folder: without one the source is the cached download, which status
+    must not fetch.
+    """
+    from lexgpt import paths
+    from pipelines.definitions import SOURCE_ASSET
+
+    source = defs.resources["source"]
+    if not (source.folder or paths.lexicap_dir()):
+        return {}
+    try:
+        return {SOURCE_ASSET: source.data_version()}
+    except (OSError, ValueError) as err:
+        print(f"lexgpt status: cannot read the source folder: {err}", file=sys.stderr)
+        return {}
+
+
+def _ignored_source_lines(defs) -> list[str]:
+    """Entries of the source folder that are not ingested, and why (issue 9, section 1).
+
+    Hook: ``lexgpt.lexicap.scan_source()`` (another branch) lists them; until it exists
+    there is nothing to print.
+    """
+    from lexgpt import lexicap
+
+    scan = getattr(lexicap, "scan_source", None)
+    if scan is None:
+        return []
+    return [f"  ignored  {entry}" for entry in scan(defs.resources["source"].resolve())]
+
+
+def _fail_runs_of_a_killed_writer(instance) -> None:
+    """If the last writer was killed (its record is still in the lock file), mark the runs it
+    left in progress failed now; skip if a writer is running (its runs are alive)."""
+    from lexgpt import lock, paths
+    from pipelines.writers import hold_home
+
+    record = lock.holder(paths.home())
+    if not record or lock.pid_alive(int(record.get("pid") or 0)):
+        return
+    try:
+        with hold_home("lexgpt status", instance, log=lambda line: print(line, file=sys.stderr)):
+            pass
+    except lock.LockBusy:
+        pass
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipelines.freshness import asset_states
+    from pipelines.staleness import asset_states, fmt_seconds
 
     instance, defs = _instance_and_defs()
-    config = _load_config(args.config)
-    states = asset_states(defs, instance, _effective(config) if config else None)
+    config = _effective(_load_config(args.config))  # no --config: what a plain refresh would use
+    _fail_runs_of_a_killed_writer(instance)
+    states = asset_states(defs, instance, config, sources_now=_sources_now(defs))
     if args.json:
         print(json.dumps([s.__dict__ for s in states], indent=2))
         return 0
     width = max(len(s.name) for s in states)
-    for s in states:
-        why = f"  ({'; '.join(s.causes)})" if s.status != "fresh" else ""
-        print(f"{s.name:<{width}}  {s.status}{why}")
+    lines = [f"{s.status}  ({'; '.join(s.causes)})" if s.status != "fresh" else s.status for s in states]
+    col = max(len(line) for line in lines)
+    for s, line in zip(states, lines):
+        took = f" (~{fmt_seconds(s.last_seconds)} last time)" if s.last_seconds is not None else ""
+        cost = f"  refresh {s.cost}{took}" if s.cost else ""
+        print(f"{s.name:<{width}}  {line:<{col}}{cost}".rstrip())
+    sure = [s for s in states if s.cost == "runs"]
+    maybe = [s for s in states if s.cost.startswith("runs only if")]
+    if sure:
+        def total(group):
+            known = [s.last_seconds for s in group if s.last_seconds is not None]
+            return f"~{fmt_seconds(sum(known))}" + (" + never-timed assets" if len(known) < len(group) else "")
+        print(f"\nrefresh runs {len(sure)} asset(s) for sure ({total(sure)})"
+              + (f", up to {len(sure) + len(maybe)} ({total(sure + maybe)}) if their content changes" if maybe else ""))
+    for line in _ignored_source_lines(defs):
+        print(line)
     return 0
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from pipelines.freshness import RefreshError, refresh
+    from lexgpt.lock import LockBusy
+    from pipelines.staleness import Interrupted, RefreshError, asset_nodes, refresh
+    from pipelines.writers import hold_home
 
     instance, defs = _instance_and_defs()
     config = _load_config(args.config)
+    effective = _effective(config)
+    if args.only:
+        names = [n.name for n in asset_nodes(defs) if n.materializable]
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            raise SystemExit(f"lexgpt {args.command} --only: no asset named {', '.join(unknown)} "
+                             f"(assets: {', '.join(names)})")
     print(f"Dagster home: {os.environ['DAGSTER_HOME']}")
+    command = " ".join(["lexgpt", *args.argv])
     try:
-        report = refresh(defs, instance, run_config=config, effective_config=_effective(config),
-                         only=set(args.only) if args.only else None)
+        with hold_home(command, instance, log=lambda line: print(f"  {line}")) as held:
+            report = refresh(defs, instance, run_config=config, effective_config=effective,
+                             only=set(args.only) if args.only else None, on_run=held.record_run)
+    except LockBusy as err:
+        print(f"lexgpt {args.command}: {err}", file=sys.stderr)
+        return 1
     except RefreshError as err:
         print(f"\nrefresh stopped: {err}", file=sys.stderr)
         return 1
+    except Interrupted as err:
+        print(f"\n{err}", file=sys.stderr)
+        return 130
     print(f"\nexecuted: {', '.join(report.executed) or 'nothing'}")
     print(f"skipped (fresh): {', '.join(report.skipped) or 'nothing'}")
     if args.json:
@@ -159,7 +224,7 @@ def _script(name: str) -> str:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from pipelines.freshness import ensure_dagster_home
+    from pipelines.staleness import ensure_dagster_home
 
     home = ensure_dagster_home()
     root = Path(__file__).resolve().parent.parent
@@ -192,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="end with a JSON line: executed, skipped")
         p.set_defaults(func=cmd_refresh)
 
-    p = sub.add_parser("status", help="show every asset as fresh / stale (with the cause) / missing")
-    p.add_argument("--config", help="compare against this run config too")
+    p = sub.add_parser("status", help="show every asset as fresh / stale (with the cause) / missing, "
+                       "and what a refresh would run")
+    p.add_argument("--config", help="compare against this run config (default: the one a plain refresh uses)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
@@ -227,9 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the lock file names the command line of the writer holding it
     try:
         return args.func(args) or 0
+    except KeyboardInterrupt:  # Ctrl-C outside a refresh step: nothing half-written to report
+        print(f"\nlexgpt {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         from mlflow.exceptions import MlflowException
 

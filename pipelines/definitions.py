@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.assets import baseline, data, model, tokens
-from pipelines.freshness import ensure_dagster_home
+from pipelines.staleness import ensure_dagster_home
 from pipelines.resources import DataLake, LexicapSource, MlflowTracking
 from pipelines.sensors import build_sensor
 
@@ -25,6 +25,8 @@ ASSETS = [
     baseline.ngram_baseline,
     baseline.beats_ngram_baseline,
 ]
+
+SOURCE_ASSET = data.lexicap_vtt.key.to_user_string()
 
 RESOURCES = {
     "source": LexicapSource(),

@@ -3,20 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from lexgpt import paths
 
 
 class DataLake(dg.ConfigurableResource):
-    """The folder holding every asset's files (``data_lake/`` in the repo by default)."""
+    """The folder holding every asset's files (``data_lake/`` in the repo by default).
+
+    An asset that uses the lake holds the home's writer lock while it runs (see
+    :mod:`pipelines.writers`): a materialization started from the UI while ``lexgpt refresh``
+    writes fails at once, naming the refresh's PID, instead of both writing.
+    """
 
     root: str | None = None
+    _writer: Any = PrivateAttr(default=None)
 
     def path(self, *parts: str) -> Path:
         base = Path(self.root) if self.root else paths.data_lake()
         return base.joinpath(*parts)
+
+    def files_metadata(self, asset: str) -> dict[str, str]:
+        """``{files_sha256: ...}`` over the asset's folder: the last metadata an asset adds."""
+        from pipelines.lake import files_metadata
+
+        return files_metadata(self.path(asset))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from pipelines.writers import hold_home
+
+        run_id = context.run.run_id if context.run else None
+        self._writer = hold_home(f"dagster run {(run_id or '?')[:8]}", context.instance, log=context.log.warning)
+        held = self._writer.__enter__()
+        if run_id:
+            held.record_run(run_id)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._writer is not None:
+            self._writer.__exit__(None, None, None)
+            self._writer = None
 
 
 class LexicapSource(dg.ConfigurableResource):
@@ -34,6 +62,13 @@ class LexicapSource(dg.ConfigurableResource):
         from lexgpt.lexicap import resolve_source
 
         return resolve_source(self.variant, folder=Path(self.folder) if self.folder else None)
+
+    def data_version(self) -> str:
+        """The source's version now: a hash of its VTT files' names and contents."""
+        from lexgpt import lexicap
+        from lexgpt.hashing import short
+
+        return short(lexicap.source_fingerprint(self.resolve(), self.variant))
 
 
 class MlflowTracking(dg.ConfigurableResource):

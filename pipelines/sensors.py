@@ -4,42 +4,39 @@ Each tick (1) fingerprints the source folder and, if it differs from the last ob
 version of ``lexicap_vtt``, records an observation with the new version (so
 ``raw_subtitles`` turns stale, in the UI and for ``lexgpt status``), and (2) when none of
 its runs is in flight, requests a run of the next level of stale or missing assets — the
-ones whose inputs are all fresh — following the same rule as ``lexgpt refresh``, one level
-per tick until nothing is stale.
+ones with nothing stale or missing above them — following the same rule as
+``lexgpt refresh``, one level per tick until nothing is stale.
 """
 
+from __future__ import annotations
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from lexgpt import lexicap
-from lexgpt.hashing import short
-from pipelines.freshness import _resolver
-from pipelines.lake import latest_data_version
+from pipelines.lake import DATA_VERSION_TAG, latest_data_version
 from pipelines.resources import LexicapSource
+from pipelines.staleness import Staleness
 
 SENSOR_TAG = "lexgpt/sensor"
 
 
-def next_level(instance: dg.DagsterInstance, graph) -> list[dg.AssetKey]:
+def next_level(staleness: Staleness) -> list[dg.AssetKey]:
     """Stale or missing assets with nothing stale or missing upstream: what a refresh runs next.
 
-    Dagster's staleness is one level deep, so an asset whose parents are fresh may still sit
-    below a stale one (a missing model under stale subtitles); it waits for a later tick.
+    Staleness is one level deep, so an asset whose parents are fresh may still sit below a
+    stale one (a missing model under stale subtitles); it waits for a later tick.
     """
-    from dagster._core.definitions.data_version import StaleStatus
-
-    resolver = _resolver(instance, graph)
-    status = {k: resolver.get_status(k) for k in graph.materializable_asset_keys}
+    status = {s.name: s.status for s in staleness.states()}
     ready, pending = [], set()  # pending: not fresh, or below something that is not
-    for key in graph.toposorted_asset_keys:
-        upstream_pending = any(p in pending for p in graph.get(key).parent_keys)
-        if status.get(key, StaleStatus.FRESH) != StaleStatus.FRESH:
+    for node in staleness.nodes:
+        if not node.materializable:
+            continue
+        upstream_pending = any(p in pending for p in node.deps)
+        if status[node.name] != "fresh":
             if not upstream_pending:
-                ready.append(key)
-            pending.add(key)
+                ready.append(node.key)
+            pending.add(node.key)
         elif upstream_pending:
-            pending.add(key)
+            pending.add(node.key)
     return ready
 
 
@@ -54,7 +51,7 @@ def build_sensor(source_key: dg.AssetKey, job_name: str) -> dg.SensorDefinition:
     )
     def lexicap_new_data(context: dg.SensorEvaluationContext, source: LexicapSource):
         instance = context.instance
-        fingerprint = short(lexicap.source_fingerprint(source.resolve(), source.variant))
+        fingerprint = source.data_version()
         current = latest_data_version(instance, source_key, is_source=True)
         if current != fingerprint:
             observation = dg.AssetObservation(
@@ -63,7 +60,7 @@ def build_sensor(source_key: dg.AssetKey, job_name: str) -> dg.SensorDefinition:
                 metadata={"detected_by": "lexicap_new_data sensor"},
             )
             return dg.SensorResult(asset_events=[observation], cursor=fingerprint)
-        in_flight = instance.get_runs(
+        in_flight = instance.get_run_records(
             filters=dg.RunsFilter(
                 tags={SENSOR_TAG: "1"},
                 statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
@@ -73,8 +70,11 @@ def build_sensor(source_key: dg.AssetKey, job_name: str) -> dg.SensorDefinition:
         )
         if in_flight:
             return dg.SkipReason("a refresh run is still in flight")
-        graph = context.repository_def.asset_graph
-        ready = next_level(instance, graph)
+        from pipelines.definitions import defs  # the definitions this sensor belongs to
+
+        # New data, code or rules only: a run config is the user's choice, so a model trained
+        # with `--config` is not retrained on defaults just because the sensor is on.
+        ready = next_level(Staleness(defs, instance))
         if not ready:
             return dg.SkipReason("everything is fresh")
         names = ",".join(k.to_user_string() for k in ready)

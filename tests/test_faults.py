@@ -170,6 +170,8 @@ def test_sigkill_mid_write_keeps_previous_version(tmp_path: Path, kind: str):
     assert [p.name for p in dest.parent.iterdir() if not p.name.startswith(".")] == [dest.name]
     write_version(kind, dest, 99)
     assert read_version(kind, dest) == 99
+    # The killed writer's PID is gone, so its temp file went at once with that write.
+    assert _temp_files(dest.parent, dest.name) == []
 
 
 def test_next_write_cleans_stray_temp_file(tmp_path: Path):
@@ -183,6 +185,26 @@ def test_next_write_cleans_stray_temp_file(tmp_path: Path):
     atomic.write_json(dest, {"v": 2})
     assert not stray.exists()
     assert young.exists()
+
+
+def test_temp_file_of_a_dead_writer_goes_at_once(tmp_path: Path):
+    """A temp file names its writer's PID: gone PID -> removed now, live PID -> kept."""
+    dest = tmp_path / "lake" / "doc.json"
+    atomic.write_json(dest, {"v": 1})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        orphan = dest.parent / f".{dest.name}.{dead.pid}.x1y2.tmp"  # fresh, but its writer is dead
+        orphan.write_text('{"v": ')
+        running = dest.parent / f".{dest.name}.{live.pid}.x1y2.tmp"
+        running.write_text('{"v": ')
+        atomic.write_json(dest, {"v": 2})
+        assert not orphan.exists()
+        assert running.exists()
+    finally:
+        live.kill()
+        live.wait()
 
 
 # --------------------------------------------------------------------------------------

@@ -35,9 +35,8 @@ def add_rule(rules: Path, name: str, pattern: str, replacement: str) -> None:
 def _model_metadata(home: Path) -> dict:
     """trained_model's latest materialization metadata, as the Dagster UI shows it."""
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / ".dagster"))) as instance:
+    with dg.DagsterInstance.from_config(str(home / ".dagster")) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
         return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 

@@ -32,7 +32,8 @@ def _tick(sensor, instance, defs, cursor: str | None):
 def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Path, small_lexicap: Path,
                                                                  tmp_path: Path):
     import dagster as dg
-    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    from pipelines.lake import DATA_VERSION_TAG
 
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
@@ -70,7 +71,7 @@ def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Pa
         assert latest_data_version(instance, source_key, is_source=True) == new_version
 
         # `lexgpt status` (another process, same instance) now calls raw_subtitles stale.
-        after = _status()
+        after = _status("--config", str(config))
         assert after["raw_subtitles"]["status"] == "stale", after["raw_subtitles"]
         assert any("lexicap_vtt" in c for c in after["raw_subtitles"]["causes"]), after["raw_subtitles"]
         for name in DATA_AND_TOKENS[1:]:
@@ -98,40 +99,25 @@ def test_new_vtt_file_observed_then_only_raw_subtitles_requested(lexgpt_home: Pa
         assert third.run_requests[0].run_key != request.run_key
 
 
-def test_next_level_waits_for_stale_ancestors(monkeypatch):
+def test_next_level_waits_for_stale_ancestors():
     """A missing asset below a stale one is not 'ready' even if its direct parents are fresh."""
     import dagster as dg
-    from dagster._core.definitions.data_version import StaleStatus
 
     from pipelines import sensors
+    from pipelines.staleness import AssetNode, AssetState
 
-    @dg.asset
-    def a(): ...
+    a, b, c, d = (dg.AssetKey(n) for n in "abcd")
+    status = {"a": "stale", "b": "fresh", "c": "fresh", "d": "missing"}
 
-    @dg.asset(deps=[a])
-    def b(): ...
+    class Staleness:  # the chain a -> b -> c -> d with the statuses above
+        nodes = [AssetNode(a, (), None, True), AssetNode(b, (a,), None, True),
+                 AssetNode(c, (b,), None, True), AssetNode(d, (c,), None, True)]
 
-    @dg.asset(deps=[b])
-    def c(): ...
+        def states(self):
+            return [AssetState(n.name, status[n.name]) for n in self.nodes]
 
-    @dg.asset(deps=[c])
-    def d(): ...
-
-    graph = dg.Definitions(assets=[a, b, c, d]).resolve_asset_graph()
-    statuses = {
-        dg.AssetKey("a"): StaleStatus.STALE,
-        dg.AssetKey("b"): StaleStatus.FRESH,
-        dg.AssetKey("c"): StaleStatus.FRESH,
-        dg.AssetKey("d"): StaleStatus.MISSING,
-    }
-
-    class Resolver:
-        def get_status(self, key):
-            return statuses[key]
-
-    monkeypatch.setattr(sensors, "_resolver", lambda instance, graph: Resolver())
-    assert sensors.next_level(None, graph) == [dg.AssetKey("a")]
-    statuses[dg.AssetKey("a")] = StaleStatus.FRESH
-    assert sensors.next_level(None, graph) == [dg.AssetKey("d")]
-    statuses[dg.AssetKey("b")] = StaleStatus.MISSING
-    assert sensors.next_level(None, graph) == [dg.AssetKey("b")]
+    assert sensors.next_level(Staleness()) == [a]
+    status["a"] = "fresh"
+    assert sensors.next_level(Staleness()) == [d]
+    status["b"] = "missing"
+    assert sensors.next_level(Staleness()) == [b]

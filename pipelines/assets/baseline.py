@@ -9,7 +9,7 @@ import dagster as dg
 from lexgpt import atomic, ngram
 from lexgpt.hashing import sha256_file, short
 from pipelines.assets.tokens import SHARDS_DIR, bpe_vocab, load_tokenizer, token_shards
-from pipelines.freshness import CONFIG_HASH_KEY, config_hash
+from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, write_lineage
 from pipelines.resources import DataLake
 from pipelines.versioning import code_version

@@ -31,8 +31,7 @@ _SHOWN = 50  # rows of a metadata table; lineage.json holds the whole list
     tags={"kind": "vtt"},
 )
 def lexicap_vtt(source: LexicapSource) -> dg.DataVersion:
-    folder = source.resolve()
-    return dg.DataVersion(short(lexicap.source_fingerprint(folder, source.variant)))
+    return dg.DataVersion(source.data_version())
 
 
 @dg.asset(
@@ -86,6 +85,7 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
             "dagster/column_schema": column_schema(
                 [(f.name, str(f.type), "") for f in cues.schema]
             ),
+            **lake.files_metadata("raw_subtitles"),
         },
         data_version=dg.DataVersion(short(digest)),
     )
@@ -142,6 +142,7 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
             "path": dg.MetadataValue.path(str(out)),
             "dagster/row_count": df.height,
             "dagster/column_schema": column_schema(corpus.schema_columns()),
+            **lake.files_metadata("cleaned_corpus"),
         },
         data_version=dg.DataVersion(short(version)),
     )

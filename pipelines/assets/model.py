@@ -13,7 +13,7 @@ from lexgpt import atomic, paths, tracking
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
 from pipelines.assets.data import CORPUS_FILE, cleaned_corpus
 from pipelines.assets.tokens import SHARDS_DIR, TOKENIZER_FILE, bpe_vocab, load_tokenizer, token_shards
-from pipelines.freshness import CONFIG_HASH_KEY, config_hash
+from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, markdown_table, write_lineage
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.versioning import code_version
@@ -173,6 +173,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "loss_curve": dg.MetadataValue.md(plot_md or "(no plot)"),
             "weights": dg.MetadataValue.path(str(weights)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
+            **lake.files_metadata("trained_model"),
         },
         # Config folded in: a new config with identical weights is still a new model.
         data_version=dg.DataVersion(short(sha256_bytes(f"{weights_sha}:{sha256_json(full_config)}".encode()))),
@@ -228,6 +229,7 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
             "mlflow_run_id": model_lineage["mlflow_run_id"],
             "path": dg.MetadataValue.path(str(out)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
+            **lake.files_metadata("evaluation_samples"),
         },
         data_version=dg.DataVersion(short(sha256_json(rows))),
     )

@@ -11,6 +11,7 @@ from lexgpt.hashing import sha256_file, sha256_json, short
 from pipelines.assets.data import cleaned_corpus, read_corpus
 from pipelines.lake import latest_data_version, markdown_table, write_lineage
 from pipelines.resources import DataLake
+from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.versioning import code_version
 
 GROUP = "tokens"
@@ -62,6 +63,8 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
             ),
             "tokenizer_sha256": digest[:16],
             "path": dg.MetadataValue.path(str(out)),
+            CONFIG_HASH_KEY: config_hash(config.model_dump()),
+            **lake.files_metadata("bpe_vocab"),
         },
         # The file is deterministic (same corpus + config -> same bytes), and config is
         # folded in by the hash: a new vocab size makes the shards stale.
@@ -114,6 +117,7 @@ def token_shards(context: dg.AssetExecutionContext, lake: DataLake):
             "encode_seconds": round(seconds, 2),
             "val_rule": manifest["val_rule"],
             "path": dg.MetadataValue.path(str(out_dir)),
+            **lake.files_metadata("token_shards"),
         },
         data_version=dg.DataVersion(short(version)),
     )
