@@ -78,17 +78,20 @@ def _sources_now(defs) -> dict[str, str]:
 
 
 def _ignored_source_lines(defs) -> list[str]:
-    """Entries of the source folder that are not ingested, and why (issue 9, section 1).
-
-    Hook: ``lexgpt.lexicap.scan_source()`` (another branch) lists them; until it exists
-    there is nothing to print.
-    """
+    """Entries of the source folder that are not ingested, and why (issue 9, section 1)."""
     from lexgpt import lexicap
 
-    scan = getattr(lexicap, "scan_source", None)
-    if scan is None:
-        return []
-    return [f"  ignored  {entry}" for entry in scan(defs.resources["source"].resolve())]
+    try:
+        scan = lexicap.scan_source(defs.resources["source"].resolve())
+    except (OSError, ValueError) as err:  # a missing folder or duplicate ids: status says it once
+        return [f"  source   {err}"]
+    lines = []
+    for entry in scan.ignored:
+        kind = "near miss" if entry.near_miss else "ignored"
+        lines.append(f"  {kind:<9} {entry.name!r}: {entry.reason}")
+    if scan.near_misses:
+        lines.append("  (near misses stop raw_subtitles; rename them, or set LEXICAP_ALLOW_NEAR_MISSES=1)")
+    return lines
 
 
 def _fail_runs_of_a_killed_writer(instance) -> None:

@@ -118,11 +118,13 @@ def effective_config(overrides: Mapping[str, Mapping[str, Any]] | None = None) -
     """
     import pydantic
 
+    from pipelines.assets.baseline import NgramConfig
     from pipelines.assets.model import SamplesConfig, TrainingConfig
     from pipelines.assets.tokens import BPEConfig
 
     overrides = overrides or {}
-    classes = {"bpe_vocab": BPEConfig, "trained_model": TrainingConfig, "evaluation_samples": SamplesConfig}
+    classes = {"bpe_vocab": BPEConfig, "ngram_baseline": NgramConfig, "trained_model": TrainingConfig,
+               "evaluation_samples": SamplesConfig}
     unknown = set(overrides) - set(classes)
     if unknown:
         raise ValueError(f"no configurable asset named {', '.join(sorted(unknown))} (choose from {', '.join(classes)})")

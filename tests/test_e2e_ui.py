@@ -26,14 +26,15 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ALL_ASSETS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "trained_model",
+ALL_ASSETS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model",
               "evaluation_samples"]
 EDGES = {  # asset -> its upstream assets, as the definitions declare them
     "raw_subtitles": {"lexicap_vtt"},
     "cleaned_corpus": {"raw_subtitles"},
     "bpe_vocab": {"cleaned_corpus"},
     "token_shards": {"cleaned_corpus", "bpe_vocab"},
-    "trained_model": {"token_shards", "bpe_vocab"},
+    "ngram_baseline": {"token_shards", "bpe_vocab"},
+    "trained_model": {"token_shards", "bpe_vocab", "ngram_baseline"},
     "evaluation_samples": {"trained_model", "bpe_vocab"},
 }
 
@@ -240,7 +241,7 @@ def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
         nodes = ui.asset_nodes()
         assert nodes["raw_subtitles"]["staleStatus"] == "FRESH", nodes["raw_subtitles"]
         assert nodes["cleaned_corpus"]["staleStatus"] == "FRESH", nodes["cleaned_corpus"]
-        for name in ("bpe_vocab", "token_shards", "trained_model", "evaluation_samples"):
+        for name in ("bpe_vocab", "token_shards", "ngram_baseline", "trained_model", "evaluation_samples"):
             assert nodes[name]["staleStatus"] == "MISSING", nodes[name]
         assert (lexgpt_home / "data_lake" / "cleaned_corpus" / "corpus.parquet").exists()
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY_CONFIG, lexgpt_cli
 from lexgpt.hashing import sha256_file
 
-ALL = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "trained_model", "evaluation_samples"]
+ALL = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model", "evaluation_samples"]
 
 
 def status(config: Path) -> dict[str, dict]:

@@ -30,7 +30,7 @@ def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
     run = lexgpt_cli("run", "--json", timeout=1700)
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["executed"] == ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards",
-                                  "trained_model", "evaluation_samples"]
+                                  "ngram_baseline", "trained_model", "evaluation_samples"]
     states = json.loads(lexgpt_cli("status", "--json").stdout)
     assert {s["status"] for s in states} == {"fresh"}
 

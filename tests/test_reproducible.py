@@ -14,11 +14,10 @@ STAGES = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards"]
 
 def _data_versions(home: Path) -> dict[str, str]:
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
 
     from pipelines.lake import latest_data_version
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / ".dagster"))) as instance:
+    with dg.DagsterInstance.from_config(str(home / ".dagster")) as instance:
         return {name: latest_data_version(instance, dg.AssetKey(name)) for name in STAGES}
 
 
