@@ -1,4 +1,21 @@
-"""Sampling from a GPT, streaming token by token, with a KV cache.
+"""Text generation: one path from a prompt to streamed text, with one set of defaults.
+
+Everything that generates text (``lexgpt generate`` / ``chat`` / ``compare``, the MLflow
+pyfunc behind ``lexgpt serve``, the ``evaluation_samples`` asset) calls :func:`stream_text`
+(or :func:`complete`) with a :class:`GenerationParams`. The params are validated in one
+place, :meth:`GenerationParams.from_mapping`, so every entry point refuses the same bad
+values with the same one-line message:
+
+>>> GenerationParams().max_new_tokens, GenerationParams().temperature
+(200, 0.8)
+>>> GenerationParams.from_mapping({"temperature": "0", "top_k": 1}).temperature
+0.0
+>>> GenerationParams.from_mapping({"max_new_tokens": 1e30})
+Traceback (most recent call last):
+...
+lexgpt.generate.GenerationParamError: max_new_tokens must be a whole number from 0 to 1024 (the ceiling is LEXGPT_MAX_NEW_TOKENS), got 1e+30
+
+Underneath, :func:`generate` yields token ids from a GPT with a KV cache.
 
 The context window. Learned absolute position embeddings mean a cached key belongs to
 one position: once the window is full, dropping the oldest token shifts every position
@@ -6,21 +23,153 @@ and invalidates the whole cache. Recomputing the full window for every new token
 make the cache useless past ``block_size``, so the window *slides in hops*: when it would
 exceed ``block_size`` tokens it restarts from the last ``keep`` tokens (default 3/4 of
 ``block_size``), which are re-encoded in one batched forward; the next
-``block_size - keep`` tokens are then cheap cached steps. The model therefore always
-sees between ``keep`` and ``block_size`` tokens of context. ``use_cache=False`` follows
-the same window policy with a full forward per token, so both paths produce the same
-tokens (the tests check this). ``keep=block_size - 1`` gives the classic "last
-block_size tokens" crop, at the price of one full forward per token once it is full.
+``block_size - keep`` tokens are then cheap cached steps. The whole policy lives in
+:func:`_slide`, so a model with relative positions (RoPE) can swap it for a rolling
+cache there. ``use_cache=False`` follows the same window policy with a full forward per
+token, so both paths produce the same tokens (the tests check this).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from lexgpt.model import GPT
+
+MAX_NEW_TOKENS_ENV = "LEXGPT_MAX_NEW_TOKENS"
+DEFAULT_MAX_NEW_TOKENS_CEILING = 1024
+MAX_PROMPT_CHARS = 20_000  # ~40x a gpu-small window of text; longer prompts are refused
+MAX_SEED = 2**63 - 1
+# Batch-1 sampling on CPU is ~100 tiny ops per token: a second thread only adds
+# synchronisation, and costs ~1 ms per op whenever the other core is busy. Measured in
+# BENCHMARKS.md ("Generation threads"); LEXGPT_GENERATE_THREADS overrides it.
+GENERATE_THREADS_ENV = "LEXGPT_GENERATE_THREADS"
+DEFAULT_GENERATE_THREADS = 1
+
+
+class GenerationParamError(ValueError):
+    """A generation parameter out of range; the message is one line a person can act on."""
+
+
+def max_new_tokens_ceiling() -> int:
+    """The largest ``max_new_tokens`` accepted (``LEXGPT_MAX_NEW_TOKENS``, default 1024)."""
+    raw = os.environ.get(MAX_NEW_TOKENS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_NEW_TOKENS_CEILING
+    try:
+        value = int(raw)
+    except ValueError:
+        raise GenerationParamError(f"{MAX_NEW_TOKENS_ENV}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise GenerationParamError(f"{MAX_NEW_TOKENS_ENV}={raw!r} must be at least 1")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationParams:
+    """How to sample. The defaults are *the* defaults of every command, the pyfunc and
+    ``evaluation_samples``. ``top_k=0`` and ``top_p=1.0`` switch those filters off;
+    ``temperature=0`` is greedy; a fixed ``seed`` makes the output reproducible
+    (``None``: unseeded). ``qa`` wraps the prompt with :func:`qa_prompt`."""
+
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 1.0
+    seed: int | None = 0
+    qa: bool = False
+
+    def __post_init__(self) -> None:
+        ceiling = max_new_tokens_ceiling()
+        if not 0 <= self.max_new_tokens <= ceiling:
+            raise GenerationParamError(
+                f"max_new_tokens must be a whole number from 0 to {ceiling} (the ceiling is "
+                f"{MAX_NEW_TOKENS_ENV}), got {self.max_new_tokens}"
+            )
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise GenerationParamError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise GenerationParamError(f"top_k must be >= 0 (0 switches it off), got {self.top_k}")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
+            raise GenerationParamError(f"top_p must be in (0, 1] (1 switches it off), got {self.top_p}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise GenerationParamError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> GenerationParams:
+        """Defaults overridden by ``values`` (JSON, a request's params, CLI flags), each
+        converted and checked; ``None`` keeps the default; unknown keys are refused."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values or {}) - set(fields))
+        if unknown:
+            raise GenerationParamError(
+                f"unknown generation parameter {', '.join(unknown)} (known: {', '.join(fields)})"
+            )
+        kwargs = {}
+        for name, raw in (values or {}).items():
+            if raw is None:
+                continue
+            if name in ("max_new_tokens", "top_k", "seed"):
+                kwargs[name] = _whole_number(name, raw)
+            elif name in ("temperature", "top_p"):
+                kwargs[name] = _real_number(name, raw)
+            else:
+                kwargs[name] = _flag(name, raw)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _whole_number(name: str, raw: Any) -> int:
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = float(raw) if any(c in raw for c in ".eE") else int(raw)
+        except ValueError:
+            raise GenerationParamError(f"{name} must be a whole number, got {raw!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise GenerationParamError(f"{name} must be a whole number, got {raw!r}")
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer() and abs(value) < 2**63):
+            raise GenerationParamError(_range_message(name, raw))
+        value = int(value)
+    return value
+
+
+def _range_message(name: str, raw: Any) -> str:
+    if name == "max_new_tokens":
+        return (f"max_new_tokens must be a whole number from 0 to {max_new_tokens_ceiling()} "
+                f"(the ceiling is {MAX_NEW_TOKENS_ENV}), got {raw}")
+    return f"{name} must be a whole number, got {raw!r}"
+
+
+def _real_number(name: str, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise GenerationParamError(f"{name} must be a number, got {raw!r}")
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise GenerationParamError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _flag(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise GenerationParamError(f"{name} must be true or false, got {raw!r}")
 
 
 class KVCache:
@@ -105,6 +254,18 @@ def sample_next(
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _slide(length: int, start: int, block_size: int, keep: int) -> int:
+    """The window's new start once ``length`` tokens exist and it began at ``start``.
+
+    Unchanged while ``tokens[start:]`` fits ``block_size``; otherwise the last ``keep``
+    tokens (which the caller re-encodes: with learned positions old keys are stale).
+
+    >>> _slide(10, 0, 16, 12), _slide(17, 0, 16, 12)
+    (0, 5)
+    """
+    return start if length - start <= block_size else length - keep
+
+
 def generate(
     model: GPT,
     prompt_ids: list[int],
@@ -143,8 +304,9 @@ def generate(
     model.eval()
     try:
         for _ in range(max_new_tokens):
-            if len(tokens) - start > block_size:
-                start, cached = len(tokens) - keep, 0
+            new_start = _slide(len(tokens), start, block_size, keep)
+            if new_start != start:
+                start, cached = new_start, 0
             with torch.inference_mode():
                 if cache is not None:
                     new = torch.tensor([tokens[start + cached :]], dtype=torch.long, device=device)
@@ -166,6 +328,84 @@ def generate(
             yield next_id
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def generation_threads(model: GPT) -> Iterator[int]:
+    """Run batch-1 CPU sampling on the thread count that is fastest for it (module
+    constant, ``LEXGPT_GENERATE_THREADS`` overrides); restores torch's setting after."""
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        yield torch.get_num_threads()
+        return
+    raw = os.environ.get(GENERATE_THREADS_ENV, "").strip()
+    wanted = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_GENERATE_THREADS
+    before = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_prompt(prompt: str) -> None:
+    """Refuse a prompt over ``MAX_PROMPT_CHARS`` (the model sees one window of it anyway)."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise GenerationParamError(
+            f"the prompt has {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}"
+        )
+
+
+def prompt_ids(tokenizer, prompt: str, params: GenerationParams) -> list[int]:
+    """The token ids sampling starts from: the (QA-framed) prompt, or ``<|endoftext|>``
+    alone for an empty prompt. Prompts over ``MAX_PROMPT_CHARS`` are refused."""
+    check_prompt(prompt)
+    text = qa_prompt(prompt) if params.qa else prompt
+    return list(tokenizer.encode(text)) or [tokenizer.eot_id]
+
+
+def stream_text(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    params: GenerationParams = GenerationParams(),
+    *,
+    time_limit_s: float | None = None,
+) -> Iterator[str]:
+    """Yield the continuation of ``prompt`` (not the prompt itself) as text pieces, as
+    soon as they decode to whole characters. Stops at ``<|endoftext|>``, after
+    ``params.max_new_tokens`` tokens, or once ``time_limit_s`` has passed (a server sets
+    it so an abandoned request stops using the CPU)."""
+    ids = prompt_ids(tokenizer, prompt, params)
+    if params.max_new_tokens == 0 or (time_limit_s is not None and time_limit_s <= 0):
+        return
+    deadline = time.monotonic() + time_limit_s if time_limit_s is not None else None
+    pending: list[int] = []
+    with generation_threads(model):
+        tokens = generate(
+            model, ids, params.max_new_tokens, temperature=params.temperature,
+            top_k=params.top_k or None, top_p=params.top_p if params.top_p < 1 else None,
+            eos_id=tokenizer.eot_id, seed=params.seed,
+        )  # fmt: skip
+        for token in tokens:
+            pending.append(token)
+            text = tokenizer.decode(pending)
+            # A token can end inside a multi-byte character: wait for the rest (at most
+            # 4 tokens, the longest UTF-8 sequence, in case the model never finishes it).
+            if "\ufffd" not in text or len(pending) >= 4:
+                yield text
+                pending.clear()
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        tokens.close()
+    if pending:
+        yield tokenizer.decode(pending)
+
+
+def complete(model: GPT, tokenizer, prompt: str, params: GenerationParams = GenerationParams(),
+             *, time_limit_s: float | None = None) -> str:
+    """The whole continuation of ``prompt`` as one string (see :func:`stream_text`)."""
+    return "".join(stream_text(model, tokenizer, prompt, params, time_limit_s=time_limit_s))
 
 
 def qa_prompt(question: str) -> str:

@@ -542,9 +542,9 @@ def model_signature():
     """list[str] -> list[str], with the generation params and their defaults."""
     from mlflow.models import infer_signature
 
-    from lexgpt.mlflow_model import DEFAULT_PARAMS
+    from lexgpt.mlflow_model import default_params
 
-    return infer_signature(["Hello"], ["world"], params=dict(DEFAULT_PARAMS))
+    return infer_signature(["Hello"], ["world"], params=default_params())
 
 
 def _stage_package(dest: Path) -> Path:
