@@ -18,8 +18,8 @@ After a refresh that trained, :func:`verdict_lines` sums it up:
 ...     samples=[("Is there free will?", "I think that the universe is a computer.")])))
 <BLANKLINE>
 verdict
-  token_shards        3.2 s
-  trained_model     181.0 s
+  token_shards         3.2 s
+  trained_model      181.0 s
   new model         lexgpt v3: 1.7400 val bits/char -> champion
   previous champion lexgpt v2: 1.8000 val bits/char
   n-gram baseline   2.3100 val bits/char
