@@ -8,7 +8,7 @@ During training, :class:`EvalLines` (an ``on_row`` callback of
 >>> show(10, {"train_loss": 4.2, "tokens_per_s": 5000.0})
 >>> show(50, {"train_loss": 3.1, "tokens_per_s": 5200.0, "val_loss": 3.3, "val_bpc": 1.912})
 >>> lines
-['step 50/100  train loss 3.100  val bits/char 1.912  5,200 tok/s  ~0.2 min left']
+['step 50/100  train loss 3.100  val bits/char 1.912  5,200 tok/s  ~12 s left']
 
 After a refresh that trained, :func:`verdict_lines` sums it up:
 
@@ -35,7 +35,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """Print above a running tqdm progress bar (if any) instead of through it."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(line, file=sys.stderr, flush=True)
+    else:
+        tqdm.write(line, file=sys.stderr)
 
 
 class EvalLines:
@@ -70,7 +76,7 @@ class EvalLines:
             parts.append(f"{self.tokens_per_s:,.0f} tok/s")
         left = self._seconds_left(step, now)
         if left is not None:
-            parts.append(f"~{left / 60:.1f} min left")
+            parts.append(f"~{left / 60:.1f} min left" if left >= 60 else f"~{left:.0f} s left")
         self.write("  ".join(parts))
 
     def _seconds_left(self, step: int, now: float) -> float | None:

@@ -69,12 +69,14 @@ def _stream(model, tokenizer, prompt: str, params: GenerationParams) -> str:
 def _add_sampling_flags(p: argparse.ArgumentParser, *, qa: bool) -> None:
     d = GenerationParams()
     p.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI")
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+    # Values stay strings here: GenerationParams checks them, so a bad one gets the same
+    # one-line message as in the served model.
+    p.add_argument("--max-new-tokens", default=d.max_new_tokens,
                    help="tokens to generate (at most LEXGPT_MAX_NEW_TOKENS, default 1024)")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="0 is greedy")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="0 switches it off")
-    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling; 1 switches it off")
-    p.add_argument("--seed", type=int, default=d.seed, help="sample i uses seed + i")
+    p.add_argument("--temperature", default=d.temperature, help="0 is greedy")
+    p.add_argument("--top-k", default=d.top_k, help="0 switches it off")
+    p.add_argument("--top-p", default=d.top_p, help="nucleus sampling; 1 switches it off")
+    p.add_argument("--seed", default=d.seed, help="sample i uses seed + i")
     p.add_argument("--qa", action=argparse.BooleanOptionalAction, default=qa,
                    help="the original notebook's podcast question-answer framing")
 
@@ -86,10 +88,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         if (args.prompt is None) == (args.prompt_file is None):
             raise GenerationParamError("give a prompt, @file.txt, or --prompt-file FILE (exactly one)")
-        if args.prompt_file is not None:
-            prompt = _read_text(args.prompt_file, "prompt file")
+        if args.prompt_file is not None:  # the file's last newline ends the file, not the prompt
+            prompt = _read_text(args.prompt_file, "prompt file").removesuffix("\n")
         elif args.prompt.startswith("@") and len(args.prompt) > 1:
-            prompt = _read_text(args.prompt[1:], "prompt file")
+            prompt = _read_text(args.prompt[1:], "prompt file").removesuffix("\n")
         else:
             prompt = args.prompt
         if not 1 <= args.num_samples <= MAX_SAMPLES:
