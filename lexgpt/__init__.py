@@ -14,7 +14,8 @@ The library has one concept per module and no Dagster imports:
 - ``generation_params``  how to sample: one set of defaults, validated in one place
 - ``generate``   prompt in, streamed text out (sampling with a KV cache)
 - ``report``     the terminal's line per evaluation and the verdict after training
-- ``tracking``   MLflow runs: params, live metrics, artifacts
+- ``tracking``   MLflow runs: setup, tags, params, live metrics
+- ``run_artifacts``  a run's files: loss curve, tokenizer, rules, samples
 - ``plots``      the loss curve
 - ``packaging``  the GPT as an MLflow pyfunc: log, register, load
 - ``mlflow_model``  the pyfunc itself (runs inside MLflow, models from code)

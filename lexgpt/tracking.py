@@ -10,13 +10,14 @@ while it runs and its duration is the training's::
         live = tracking.LiveMetrics(run.info.run_id)
         result = train(..., on_metrics=live)       # each row goes to MLflow as it comes
         live.close(result.history)                 # rows from a resumed checkpoint too
-        tracking.log_training_artifacts(history=result.history, tokenizer_path=tok,
-                                        rules_path=rules)
+        run_artifacts.log_training_run(history=result.history, tokenizer_path=tok,
+                                       rules_path=rules, log_metrics=False)
 
 Every helper takes an optional ``run_id``; without one it uses the active run, or starts
 (and ends) a run in the ``lexgpt`` experiment. MLflow batches and truncates what it is
-given itself. Packaging the model is :mod:`lexgpt.packaging`, the champion gate is
-:mod:`lexgpt.registry`, the loss plot is :mod:`lexgpt.plots`.
+given itself. A run's files are :mod:`lexgpt.run_artifacts`, packaging the model is
+:mod:`lexgpt.packaging`, the champion gate is :mod:`lexgpt.registry`, the loss plot is
+:mod:`lexgpt.plots`.
 
 >>> flatten({"model": {"n_layer": 4}, "lr": 0.001})
 {'model.n_layer': 4, 'lr': 0.001}
@@ -33,7 +34,6 @@ import numbers
 import os
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -62,11 +62,6 @@ LINEAGE_KEYS = (
 # metrics), not on the GenAI traces overview.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-LOSS_CURVE_ARTIFACT = "plots/loss_curve.png"
-SAMPLES_ARTIFACT = "samples/samples.json"
-RULES_ARTIFACT_DIR = "cleaning_rules"
-TOKENIZER_ARTIFACT_DIR = "tokenizer"
-HF_TOKENIZER_ARTIFACT = "tokenizer/hf/tokenizer.json"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
@@ -358,116 +353,3 @@ class LiveMetrics:
                 operation.wait()
         self._pending.clear()
         return len(missing)
-
-
-# --------------------------------------------------------------------------- artifacts
-
-
-def log_loss_curve(history: Sequence[Mapping[str, Any]], *, run_id: str | None = None,
-                   artifact_file: str = LOSS_CURVE_ARTIFACT) -> str:
-    """Log the loss curve PNG (:func:`lexgpt.plots.loss_curve_figure`); returns its path."""
-    from lexgpt.plots import loss_curve_figure
-
-    with using_run(run_id) as rid:
-        client().log_figure(rid, loss_curve_figure(history), artifact_file)
-    return artifact_file
-
-
-def logged_loss_curve(run_id: str) -> bytes | None:
-    """The loss-curve PNG that :func:`log_loss_curve` logged to ``run_id`` (None if absent)."""
-    ensure_configured()
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client().download_artifacts(run_id, LOSS_CURVE_ARTIFACT, tmp)
-        except (OSError, MlflowException):
-            return None
-        return Path(path).read_bytes()
-
-
-def log_tokenizer(tokenizer_path: str | os.PathLike[str], *, run_id: str | None = None) -> list[str]:
-    """Log the tokenizer file and its Hugging Face ``tokenizers`` export
-    (:meth:`lexgpt.bpe.BPETokenizer.export_hf`); returns both artifact paths."""
-    from lexgpt.bpe import BPETokenizer
-
-    path = Path(tokenizer_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer file not found: {path}")
-    with using_run(run_id) as rid, tempfile.TemporaryDirectory() as tmp:
-        mlflow_client = client()
-        mlflow_client.log_artifact(rid, str(path), TOKENIZER_ARTIFACT_DIR)
-        hf = Path(tmp) / "tokenizer.json"
-        BPETokenizer.load(path).export_hf(hf)
-        mlflow_client.log_artifact(rid, str(hf), str(Path(HF_TOKENIZER_ARTIFACT).parent))
-    return [f"{TOKENIZER_ARTIFACT_DIR}/{path.name}", HF_TOKENIZER_ARTIFACT]
-
-
-def log_rules(rules_path: str | os.PathLike[str], *, run_id: str | None = None) -> str:
-    """Log the cleaning rules file itself (not only its hash); returns its artifact path."""
-    path = Path(rules_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"cleaning rules file not found: {path}")
-    with using_run(run_id) as rid:
-        client().log_artifact(rid, str(path), RULES_ARTIFACT_DIR)
-    return f"{RULES_ARTIFACT_DIR}/{path.name}"
-
-
-def log_samples(samples: Any, *, run_id: str | None = None, artifact_file: str = SAMPLES_ARTIFACT) -> str:
-    """Log generated samples with ``mlflow.log_table``. ``samples``: a DataFrame, a dict of
-    columns, a list of dicts (e.g. ``{"prompt": ..., "completion": ...}``) or a list of
-    ``(prompt, completion)`` pairs."""
-    import pandas as pd
-
-    if isinstance(samples, pd.DataFrame):
-        frame = samples
-    elif isinstance(samples, Mapping):
-        frame = pd.DataFrame(dict(samples))
-    else:
-        rows = list(samples)
-        if rows and not isinstance(rows[0], Mapping):
-            rows = [{"prompt": r[0], "completion": r[1]} for r in rows]
-        frame = pd.DataFrame(rows)
-    with using_run(run_id) as rid:
-        mlflow.log_table(frame, artifact_file, run_id=rid)
-    return artifact_file
-
-
-def log_training_run(
-    *,
-    config: Mapping[str, Any] | None = None,
-    history: Sequence[Mapping[str, Any]] = (),
-    tokenizer_path: str | os.PathLike[str] | None = None,
-    rules_path: str | os.PathLike[str] | None = None,
-    samples: Any = None,
-    tags: Mapping[str, Any] | None = None,
-    run_id: str | None = None,
-    run_name: str | None = None,
-    experiment: str = DEFAULT_EXPERIMENT,
-    log_metrics: bool = True,
-) -> str:
-    """Log one training run after the fact: params (flattened ``config``), metrics from
-    ``history`` (unless ``log_metrics=False``: :class:`LiveMetrics` sent them already), the
-    loss-curve PNG, the tokenizer (and its HF export), the rules file, a samples table and
-    lineage tags. Uses ``run_id`` / the active run, else starts and ends a new run."""
-    ensure_configured()
-    if run_id is None and mlflow.active_run() is None:
-        with start_run(run_name, experiment=experiment) as run:
-            return log_training_run(
-                config=config, history=history, tokenizer_path=tokenizer_path, rules_path=rules_path,
-                samples=samples, tags=tags, run_id=run.info.run_id, log_metrics=log_metrics,
-            )
-    with using_run(run_id, experiment) as rid:
-        set_lineage_tags(tags or {}, run_id=rid)
-        if config:
-            log_params(config, run_id=rid)
-        history = list(history)
-        if history:
-            if log_metrics:
-                log_history(history, run_id=rid)
-            log_loss_curve(history, run_id=rid)
-        if tokenizer_path is not None:
-            log_tokenizer(tokenizer_path, run_id=rid)
-        if rules_path is not None:
-            log_rules(rules_path, run_id=rid)
-        if samples is not None:
-            log_samples(samples, run_id=rid)
-        return rid

@@ -226,3 +226,26 @@ def test_generation_thread_count_is_restored(tok_model, monkeypatch):
     finally:
         torch.set_num_threads(original)
     assert seen and set(seen) == {1}
+
+
+def test_the_pyfunc_uses_the_same_path_and_refuses_bad_params_with_400(tok_model, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from lexgpt.mlflow_model import LexGPTModel, default_params
+
+    tok, model = tok_model
+    pyfunc = LexGPTModel()
+    pyfunc.model, pyfunc.tokenizer = model, tok
+    params = {"max_new_tokens": 7, "seed": 4, "qa": True}
+    assert pyfunc.predict(None, ["Why?", "Love"], params=params) == [
+        complete(model, tok, q, GenerationParams(**params)) for q in ("Why?", "Love")]
+    assert default_params() == GenerationParams().to_dict()  # the signature's defaults
+    for bad, says in (({"max_new_tokens": 10**9}, "max_new_tokens must be"), ({"top_p": 0}, "top_p must be"),
+                      ({"temperature": float("nan")}, "temperature must be")):
+        with pytest.raises(MlflowException) as err:
+            pyfunc.predict(None, ["hi"], params=bad)
+        assert err.value.get_http_status_code() == 400 and says in err.value.message
+    # inside the scoring server, the request timeout bounds the work of every request
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
+    monkeypatch.setenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "0")
+    assert pyfunc.predict(None, ["hi", "there"], params={"max_new_tokens": 50}) == ["", ""]

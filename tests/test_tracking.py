@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lexgpt import packaging, registry, tracking
+from lexgpt import packaging, registry, run_artifacts, tracking
 from conftest import free_port, kill_group, lexgpt_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
     history = _history()
     samples = [{"prompt": "What is love?", "completion": "I think that love is"},
                {"prompt": "Hello", "completion": "world"}]
-    run_id = tracking.log_training_run(
+    run_id = run_artifacts.log_training_run(
         config=config, history=history, tokenizer_path=tok, samples=samples,
         tags=LINEAGE, run_name="unit", rules_path=rules,
     )
@@ -193,21 +193,21 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
     # artifacts: loss curve PNG, tokenizer, samples table
     files = _artifact_files(run_id)
-    assert tracking.LOSS_CURVE_ARTIFACT in files
+    assert run_artifacts.LOSS_CURVE_ARTIFACT in files
     assert "tokenizer/tokenizer.json" in files
-    assert tracking.HF_TOKENIZER_ARTIFACT in files
+    assert run_artifacts.HF_TOKENIZER_ARTIFACT in files
     assert "cleaning_rules/cleaning_rules.toml" in files
-    hf = json.loads(Path(client.download_artifacts(run_id, tracking.HF_TOKENIZER_ARTIFACT, str(tmp_path / "hf"))).read_text())
+    hf = json.loads(Path(client.download_artifacts(run_id, run_artifacts.HF_TOKENIZER_ARTIFACT, str(tmp_path / "hf"))).read_text())
     assert hf["model"]["type"] == "BPE"
-    assert tracking.SAMPLES_ARTIFACT in files
+    assert run_artifacts.SAMPLES_ARTIFACT in files
     png = Path(mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=tracking.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")
+        run_id=run_id, artifact_path=run_artifacts.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")
     ))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5000
     assert str(png).startswith(str(tmp_path))
-    assert tracking.logged_loss_curve(run_id) == png.read_bytes()  # what the Dagster asset shows
-    table = client.load_table(run.info.experiment_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
+    assert run_artifacts.logged_loss_curve(run_id) == png.read_bytes()  # what the Dagster asset shows
+    table = client.load_table(run.info.experiment_id, run_artifacts.SAMPLES_ARTIFACT, run_ids=[run_id])
     assert list(table["completion"]) == ["I think that love is", "world"]
     # artifacts physically live under LEXGPT_HOME/mlruns
     assert (tmp_path / "mlruns" / "artifacts").is_dir()
@@ -215,12 +215,12 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
 def test_log_training_run_uses_active_run(store):
     with tracking.start_run("outer", tags={"corpus_version": "c1"}) as run:
-        rid = tracking.log_training_run(config={"a": 1}, history=[{"step": 0, "train_loss": 1.0}])
+        rid = run_artifacts.log_training_run(config={"a": 1}, history=[{"step": 0, "train_loss": 1.0}])
         assert rid == run.info.run_id
     data = MlflowClient().get_run(rid).data
     assert data.params == {"a": "1"}
     assert data.tags["lexgpt.corpus_version"] == "c1"
-    assert tracking.logged_loss_curve(tracking.log_training_run(config={"a": 1})) is None  # no history, no plot
+    assert run_artifacts.logged_loss_curve(run_artifacts.log_training_run(config={"a": 1})) is None  # no history, no plot
 
 
 def test_flatten():
@@ -360,7 +360,7 @@ def test_cli_names_a_missing_model_without_a_traceback(store, name_exists, args,
 def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     # the trained_model asset's flow: a finished training run, then log + register into it
     weights, config, tok_path = tiny_model_files
-    run_id = tracking.log_training_run(
+    run_id = run_artifacts.log_training_run(
         config={"model": json.loads(config.read_text())}, history=_history(20, 10),
         tokenizer_path=tok_path, tags={**LINEAGE, "dagster_run_id": "d1"}, run_name="tiny",
     )
@@ -426,9 +426,9 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     # evaluation_samples logs a mixed-type table into the (finished) run
     samples = pd.DataFrame({"prompt": ["q"], "completion": ["a"], "tokens": [3], "seed": [0],
                             "temperature": [0.8]})
-    tracking.log_samples(samples, run_id=run_id)
+    run_artifacts.log_samples(samples, run_id=run_id)
     exp_id = MlflowClient().get_run(run_id).info.experiment_id
-    table = MlflowClient().load_table(exp_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
+    table = MlflowClient().load_table(exp_id, run_artifacts.SAMPLES_ARTIFACT, run_ids=[run_id])
     assert table["tokens"].tolist() == [3]
 
 

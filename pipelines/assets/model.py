@@ -10,7 +10,7 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from lexgpt import atomic, cleaning, packaging, paths, registry, tracking
+from lexgpt import atomic, cleaning, packaging, paths, registry, run_artifacts, tracking
 from lexgpt.generation_params import GenerationParams
 from lexgpt.report import EvalLines
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
@@ -80,8 +80,9 @@ def _mlflow_run_url(run_id: str, experiment_id: str) -> str:
 @dg.asset(
     group_name=GROUP,
     deps=[token_shards, bpe_vocab],
-    code_version=code_version("lexgpt.model", "lexgpt.train", "lexgpt.tracking", "lexgpt.packaging",
-                              "lexgpt.registry", "lexgpt.mlflow_model", "pipelines.assets.model"),
+    code_version=code_version("lexgpt.model", "lexgpt.train", "lexgpt.tracking", "lexgpt.run_artifacts",
+                              "lexgpt.packaging", "lexgpt.registry", "lexgpt.mlflow_model",
+                              "pipelines.assets.model"),
     description="A GPT trained from scratch on the token shards (cpu-tiny on CPU, gpu-small "
     "on a GPU), tracked in MLflow and registered as `lexgpt` (alias champion if its val "
     "bits/char beat the current champion's, else challenger). Resumes from its last "
@@ -141,7 +142,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
         atomic.write_json(config_file, model_cfg.to_dict())
         weights_sha = sha256_file(weights)
 
-        tracking.log_training_run(history=result.history, tokenizer_path=lake.path(*TOKENIZER_FILE),
+        run_artifacts.log_training_run(history=result.history, tokenizer_path=lake.path(*TOKENIZER_FILE),
                                   rules_path=cleaning.rules_path(), run_id=run_id, log_metrics=False)
         tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss})
         version = packaging.log_and_register_model(
@@ -159,7 +160,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
                   mlflow_run_id=run_id, model_version=version.version, val_bpc=result.val_bpc)
 
     # The plot MLflow has, rendered once by log_training_run, shown in Dagster too.
-    png = tracking.logged_loss_curve(run_id)
+    png = run_artifacts.logged_loss_curve(run_id)
     plot_md = f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})" if png else ""
 
     yield dg.MaterializeResult(
@@ -237,7 +238,7 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
     atomic.write_parquet(out, df)
     run_id = upstream.get("mlflow_run_id")
     if run_id:
-        tracking.log_samples(df.to_pandas(), run_id=run_id)
+        run_artifacts.log_samples(df.to_pandas(), run_id=run_id)
     # Whole samples; the QA framing's answer start ("... I think that") is shown so a
     # sample reads from the start of a sentence, not mid-word.
     answer_start = "I think that " if config.qa else ""
