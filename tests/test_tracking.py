@@ -455,18 +455,19 @@ def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_mode
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_files):
+def test_lexgpt_serve_answers_invocations_on_localhost(store, tmp_path, tiny_model_files):
     weights, config, tok_path = tiny_model_files
     _register(weights, config, tok_path, val_bpc=1.0)
 
     port = free_port()
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_cli), "models", "serve", "-m", "models:/lexgpt@champion",
-           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    # `lexgpt serve` as the README shows it, with a PATH that lacks the venv (no activation)
+    cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)]
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if Path(p) != Path(sys.executable).parent)
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            cmd, cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": store},
+            cmd, cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": store, "PATH": path},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -494,5 +495,13 @@ def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_fil
             answer = json.loads(r.read())
         preds = answer["predictions"]
         assert len(preds) == 1 and isinstance(preds[0], str) and preds[0]
+        # a bad param: HTTP 400 with our message, not a generic one
+        bad = json.dumps({"inputs": ["hi"], "params": {"max_new_tokens": 10**6}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=bad,
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        assert err.value.code == 400
+        assert "max_new_tokens must be a whole number from 0 to 1024" in err.value.read().decode()
     finally:
         kill_group(server)
