@@ -13,8 +13,15 @@ The library has one concept per module and no Dagster imports:
 - ``shards``     corpus -> uint16 token shards for train and val, memory-mapped reads
 - ``model``      the GPT (decoder-only transformer)
 - ``train``      the training loop (AdamW, warmup + cosine, eval in bits per character)
-- ``generate``   sampling with a KV cache
-- ``tracking``   MLflow runs and the model registry
+- ``generation_params``  how to sample: one set of defaults, validated in one place
+- ``generate``   prompt in, streamed text out (sampling with a KV cache)
+- ``report``     the terminal's line per evaluation and the verdict after training
+- ``tracking``   MLflow runs: setup, tags, params, live metrics
+- ``run_artifacts``  a run's files: loss curve, tokenizer, rules, samples
+- ``plots``      the loss curve
+- ``packaging``  the GPT as an MLflow pyfunc: log, register, load
+- ``mlflow_model``  the pyfunc itself (runs inside MLflow, models from code)
+- ``registry``   the champion gate, promotion, lineage of a model version
 - ``atomic``     atomic file writes for everything in the data lake
 - ``workers``    process-pool workers that do not run the parent's signal handlers
 - ``paths``      where the local stores live

@@ -1,4 +1,21 @@
-"""Sampling from a GPT, streaming token by token, with a KV cache.
+"""Text generation: one path from a prompt to streamed text, with one set of defaults.
+
+Everything that generates text (``lexgpt generate`` / ``chat`` / ``compare``, the MLflow
+pyfunc behind ``lexgpt serve``, the ``evaluation_samples`` asset) calls :func:`stream_text`
+(or :func:`complete`) with a :class:`GenerationParams`. The params are validated in one
+place, :meth:`GenerationParams.from_mapping`, so every entry point refuses the same bad
+values with the same one-line message:
+
+>>> GenerationParams().max_new_tokens, GenerationParams().temperature
+(200, 0.8)
+>>> GenerationParams.from_mapping({"temperature": "0", "top_k": 1}).temperature
+0.0
+>>> GenerationParams.from_mapping({"max_new_tokens": 1e30})
+Traceback (most recent call last):
+...
+lexgpt.generation_params.GenerationParamError: max_new_tokens must be a whole number from 0 to 1024 (the ceiling is LEXGPT_MAX_NEW_TOKENS), got 1e+30
+
+Underneath, :func:`generate` yields token ids from a GPT with a KV cache.
 
 The context window. Learned absolute position embeddings mean a cached key belongs to
 one position: once the window is full, dropping the oldest token shifts every position
@@ -6,21 +23,33 @@ and invalidates the whole cache. Recomputing the full window for every new token
 make the cache useless past ``block_size``, so the window *slides in hops*: when it would
 exceed ``block_size`` tokens it restarts from the last ``keep`` tokens (default 3/4 of
 ``block_size``), which are re-encoded in one batched forward; the next
-``block_size - keep`` tokens are then cheap cached steps. The model therefore always
-sees between ``keep`` and ``block_size`` tokens of context. ``use_cache=False`` follows
-the same window policy with a full forward per token, so both paths produce the same
-tokens (the tests check this). ``keep=block_size - 1`` gives the classic "last
-block_size tokens" crop, at the price of one full forward per token once it is full.
+``block_size - keep`` tokens are then cheap cached steps. The whole policy lives in
+:func:`_slide`, so a model with relative positions (RoPE) can swap it for a rolling
+cache there. ``use_cache=False`` follows the same window policy with a full forward per
+token, so both paths produce the same tokens (the tests check this).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Iterator
 
 import torch
 from torch.nn import functional as F
 
+from lexgpt.generation_params import GenerationParamError, GenerationParams, check_prompt
 from lexgpt.model import GPT
+
+__all__ = ["GenerationParamError", "GenerationParams", "check_prompt", "complete", "generate",
+           "qa_prompt", "stream_text"]
+
+# Batch-1 sampling on CPU is ~100 tiny ops per token: a second thread only adds
+# synchronisation, and costs ~1 ms per op whenever the other core is busy. Measured in
+# BENCHMARKS.md ("Generation threads"); LEXGPT_GENERATE_THREADS overrides it.
+GENERATE_THREADS_ENV = "LEXGPT_GENERATE_THREADS"
+DEFAULT_GENERATE_THREADS = 1
 
 
 class KVCache:
@@ -105,6 +134,18 @@ def sample_next(
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _slide(length: int, start: int, block_size: int, keep: int) -> int:
+    """The window's new start once ``length`` tokens exist and it began at ``start``.
+
+    Unchanged while ``tokens[start:]`` fits ``block_size``; otherwise the last ``keep``
+    tokens (which the caller re-encodes: with learned positions old keys are stale).
+
+    >>> _slide(10, 0, 16, 12), _slide(17, 0, 16, 12)
+    (0, 5)
+    """
+    return start if length - start <= block_size else length - keep
+
+
 def generate(
     model: GPT,
     prompt_ids: list[int],
@@ -143,8 +184,9 @@ def generate(
     model.eval()
     try:
         for _ in range(max_new_tokens):
-            if len(tokens) - start > block_size:
-                start, cached = len(tokens) - keep, 0
+            new_start = _slide(len(tokens), start, block_size, keep)
+            if new_start != start:
+                start, cached = new_start, 0
             with torch.inference_mode():
                 if cache is not None:
                     new = torch.tensor([tokens[start + cached :]], dtype=torch.long, device=device)
@@ -166,6 +208,76 @@ def generate(
             yield next_id
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def generation_threads(model: GPT) -> Iterator[int]:
+    """Run batch-1 CPU sampling on the thread count that is fastest for it (module
+    constant, ``LEXGPT_GENERATE_THREADS`` overrides); restores torch's setting after."""
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        yield torch.get_num_threads()
+        return
+    raw = os.environ.get(GENERATE_THREADS_ENV, "").strip()
+    wanted = int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_GENERATE_THREADS
+    before = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(before)
+
+
+def prompt_ids(tokenizer, prompt: str, params: GenerationParams) -> list[int]:
+    """The token ids sampling starts from: the (QA-framed) prompt, or ``<|endoftext|>``
+    alone for an empty prompt. Prompts over ``MAX_PROMPT_CHARS`` are refused."""
+    check_prompt(prompt)
+    text = qa_prompt(prompt) if params.qa else prompt
+    return list(tokenizer.encode(text)) or [tokenizer.eot_id]
+
+
+def stream_text(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    params: GenerationParams = GenerationParams(),
+    *,
+    time_limit_s: float | None = None,
+) -> Iterator[str]:
+    """Yield the continuation of ``prompt`` (not the prompt itself) as text pieces, as
+    soon as they decode to whole characters. Stops at ``<|endoftext|>``, after
+    ``params.max_new_tokens`` tokens, or once ``time_limit_s`` has passed (a server sets
+    it so an abandoned request stops using the CPU)."""
+    ids = prompt_ids(tokenizer, prompt, params)
+    if params.max_new_tokens == 0 or (time_limit_s is not None and time_limit_s <= 0):
+        return
+    deadline = time.monotonic() + time_limit_s if time_limit_s is not None else None
+    pending: list[int] = []
+    with generation_threads(model):
+        tokens = generate(
+            model, ids, params.max_new_tokens, temperature=params.temperature,
+            top_k=params.top_k or None, top_p=params.top_p if params.top_p < 1 else None,
+            eos_id=tokenizer.eot_id, seed=params.seed,
+        )  # fmt: skip
+        for token in tokens:
+            pending.append(token)
+            text = tokenizer.decode(pending)
+            # A token can end inside a multi-byte character: wait for the rest (at most
+            # 4 tokens, the longest UTF-8 sequence, in case the model never finishes it).
+            if "\ufffd" not in text or len(pending) >= 4:
+                yield text
+                pending.clear()
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        tokens.close()
+    if pending:
+        yield tokenizer.decode(pending)
+
+
+def complete(model: GPT, tokenizer, prompt: str, params: GenerationParams = GenerationParams(),
+             *, time_limit_s: float | None = None) -> str:
+    """The whole continuation of ``prompt`` as one string (see :func:`stream_text`)."""
+    return "".join(stream_text(model, tokenizer, prompt, params, time_limit_s=time_limit_s))
 
 
 def qa_prompt(question: str) -> str:

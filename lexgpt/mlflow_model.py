@@ -14,17 +14,22 @@ Artifacts (keys of ``context.artifacts``):
 (column ``prompt`` or else the first column) and returns one generated continuation
 (the new text only, without the prompt) per prompt.
 
-Params (all optional; the defaults are also declared in the logged signature):
-
-* ``max_new_tokens`` (200), ``temperature`` (0.8);
-* ``top_k`` (50; ``0`` or less disables it), ``top_p`` (1.0; ``>= 1.0`` disables it);
-* ``seed`` (0; a fixed seed gives deterministic output; a negative seed means unseeded);
-* ``qa`` (False; wrap each prompt with ``lexgpt.generate.qa_prompt``).
+Params (all optional) are :class:`lexgpt.generate.GenerationParams`, with its defaults
+(declared in the logged signature too): ``max_new_tokens`` (200, at most
+``LEXGPT_MAX_NEW_TOKENS``, default 1024), ``temperature`` (0.8; 0 is greedy), ``top_k`` (50;
+0 switches it off), ``top_p`` (1.0, in (0, 1]), ``seed`` (0, from 0 to 2**63-1), ``qa``
+(False; the notebook's podcast question-answer framing). A bad value is refused with an
+MLflow ``INVALID_PARAMETER_VALUE`` error (HTTP 400 from the scoring server) that names it.
+Inside the scoring server, a request stops generating once the server's request timeout
+(``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, 60 s) has passed, so an abandoned request
+does not keep the CPU busy.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any
 
 import mlflow
@@ -35,14 +40,15 @@ ARTIFACT_WEIGHTS = "weights"
 ARTIFACT_CONFIG = "config"
 ARTIFACT_TOKENIZER = "tokenizer"
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "max_new_tokens": 200,
-    "temperature": 0.8,
-    "top_k": 50,
-    "top_p": 1.0,
-    "seed": 0,
-    "qa": False,
-}
+
+
+def default_params() -> dict[str, Any]:
+    """The params declared in the signature: :class:`GenerationParams`' defaults."""
+    from lexgpt.generate import GenerationParams
+
+    params = GenerationParams().to_dict()
+    params["seed"] = 0 if params["seed"] is None else params["seed"]  # a signature needs a value
+    return params
 
 
 def _as_prompts(model_input: Any) -> list[str]:
@@ -84,101 +90,49 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    merged = dict(DEFAULT_PARAMS)
-    for key, value in (params or {}).items():
-        if key in merged and value is not None:
-            merged[key] = value
-    max_new_tokens = int(merged["max_new_tokens"])
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    temperature = float(merged["temperature"])
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    top_k = int(merged["top_k"])
-    top_p = float(merged["top_p"])
-    seed = int(merged["seed"])
-    qa = merged["qa"]
-    if isinstance(qa, str):
-        qa = qa.strip().lower() in {"1", "true", "yes", "on"}
-    return {
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "top_k": top_k if top_k > 0 else None,
-        "top_p": top_p if 0.0 < top_p < 1.0 else None,
-        "seed": seed if seed >= 0 else None,
-        "qa": bool(qa),
-    }
-
-
-def _clean_state_dict(state: Any) -> dict[str, Any]:
-    """Accept a bare state dict; strip a ``torch.compile`` ``_orig_mod.`` prefix."""
-    if not isinstance(state, dict):
-        raise TypeError(f"expected a state dict in the weights file, got {type(state).__name__}")
-    prefix = "_orig_mod."
-    if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-        state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+def _request_time_limit() -> float | None:
+    """The scoring server's request timeout when running inside it, else no limit."""
+    if os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "").lower() != "true":
+        return None
+    try:
+        return float(os.environ.get("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "60"))
+    except ValueError:
+        return 60.0
 
 
 class LexGPTModel(PythonModel):
     """Prompt(s) in, generated continuation(s) out."""
 
     def load_context(self, context) -> None:
-        import torch
-
         from lexgpt.bpe import BPETokenizer
-        from lexgpt.model import GPT, GPTConfig
+        from lexgpt.checkpoint import load_model
 
         artifacts = context.artifacts
-        with open(artifacts[ARTIFACT_CONFIG], encoding="utf-8") as fh:
-            self.config = GPTConfig.from_dict(json.load(fh))
-        state = torch.load(artifacts[ARTIFACT_WEIGHTS], weights_only=True, map_location="cpu")
-        model = GPT(self.config)
-        model.load_state_dict(_clean_state_dict(state))
-        model.eval()
-        self.model = model
+        self.model = load_model(artifacts[ARTIFACT_WEIGHTS], config=artifacts[ARTIFACT_CONFIG])
+        self.config = self.model.config
         self.tokenizer = BPETokenizer.load(artifacts[ARTIFACT_TOKENIZER])
 
     # MLflow hands ``predict`` a DataFrame (one column of prompts, per the signature); the
     # hint says so, and stops MLflow warning on every load that ``predict`` has none.
     # Called directly, ``predict`` also takes a string, a list or a dict (``_as_prompts``).
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:
-        import torch
+        from mlflow.exceptions import MlflowException
 
-        from lexgpt.generate import generate, qa_prompt
+        from lexgpt.generate import GenerationParams, check_prompt, complete
 
-        opts = _resolve_params(params)
-        eot = getattr(self.tokenizer, "eot_id", None)
-        block_size = int(getattr(self.config, "block_size", 0) or 0)
-        outputs: list[str] = []
-        for prompt in _as_prompts(model_input):
-            text = qa_prompt(prompt) if opts["qa"] else prompt
-            ids = list(self.tokenizer.encode(text))
-            if not ids:
-                if eot is None:
-                    raise ValueError("empty prompt and the tokenizer has no end-of-text token")
-                ids = [eot]
-            if block_size and len(ids) > block_size:
-                ids = ids[-block_size:]
-            new_ids: list[int] = []
-            if opts["max_new_tokens"] > 0:
-                with torch.inference_mode():
-                    for tok in generate(
-                        self.model,
-                        ids,
-                        opts["max_new_tokens"],
-                        temperature=opts["temperature"],
-                        top_k=opts["top_k"],
-                        top_p=opts["top_p"],
-                        eos_id=eot,
-                        seed=opts["seed"],
-                    ):
-                        tok = int(tok)
-                        if eot is not None and tok == eot:
-                            break
-                        new_ids.append(tok)
-            outputs.append(self.tokenizer.decode(new_ids))
+        try:
+            opts = GenerationParams.from_mapping(params)
+            prompts = _as_prompts(model_input)
+            for prompt in prompts:
+                check_prompt(prompt)
+        except ValueError as err:  # GenerationParamError too: HTTP 400 with our words
+            raise MlflowException.invalid_parameter_value(str(err)) from None
+        limit = _request_time_limit()
+        deadline = time.monotonic() + limit if limit is not None else None
+        outputs = []
+        for prompt in prompts:  # one time budget for the whole request
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            outputs.append(complete(self.model, self.tokenizer, prompt, opts, time_limit_s=left))
         return outputs
 
 

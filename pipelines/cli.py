@@ -4,6 +4,9 @@
     lexgpt status                   # every asset: fresh / stale (why) / missing
     lexgpt refresh [--config F]     # re-run only what is missing or stale, level by level
     lexgpt generate "prompt"        # stream text from models:/lexgpt@champion
+    lexgpt chat                     # ask it questions (Ctrl-D leaves)
+    lexgpt compare A B              # two model versions, side by side
+    lexgpt serve [MODEL_URI]        # HTTP scoring server on 127.0.0.1:5001
     lexgpt lineage models:/lexgpt@champion
     lexgpt promote 3                # move the champion alias (promote or roll back)
     lexgpt ui | lexgpt mlflow-ui    # the Dagster and MLflow web UIs on 127.0.0.1
@@ -18,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "models:/lexgpt@champion"
+from pipelines.model_commands import add_model_commands, verdict
 
 
 def _load_config(path: str | None) -> dict[str, dict[str, Any]]:
@@ -171,52 +174,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         return 130
     print(f"\nexecuted: {', '.join(report.executed) or 'nothing'}")
     print(f"skipped (fresh): {', '.join(report.skipped) or 'nothing'}")
+    print(*verdict(instance, report.executed), sep="\n")  # how the new model did, if one was trained
     if args.json:
         print(json.dumps({"executed": report.executed, "skipped": report.skipped}))
-    return 0
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from lexgpt import tracking
-    from lexgpt.generate import generate, qa_prompt
-
-    tracking.configure()
-    model, tokenizer = tracking.load_model_for_generation(args.model)
-    prompt = qa_prompt(args.prompt) if args.qa else args.prompt
-    ids = tokenizer.encode(prompt)
-    sys.stdout.write(prompt)
-    sys.stdout.flush()
-    pending: list[int] = []
-    for token in generate(model, ids, args.max_new_tokens, temperature=args.temperature,
-                          top_k=args.top_k or None, top_p=args.top_p, eos_id=tokenizer.eot_id,
-                          seed=args.seed):
-        pending.append(token)
-        text = tokenizer.decode(pending)
-        if "\ufffd" not in text:  # wait until a multi-byte character is complete
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            pending.clear()
-    sys.stdout.write(tokenizer.decode(pending) + "\n")
-    return 0
-
-
-def cmd_lineage(args: argparse.Namespace) -> int:
-    from lexgpt import tracking
-
-    tracking.configure()
-    info = tracking.lineage(args.model)
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from lexgpt import tracking
-
-    tracking.configure()
-    tracking.set_alias(args.name, args.alias, args.version)
-    print(f"{args.name}@{args.alias} -> version {args.version}")
     return 0
 
 
@@ -235,16 +195,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
     os.execvp(_script("dagster"), ["dagster", "dev", "-w", str(root / "workspace.yaml"),
                           "-h", args.host, "-p", str(args.port)])
-
-
-def cmd_mlflow_ui(args: argparse.Namespace) -> int:
-    from lexgpt import paths
-
-    uri = paths.tracking_uri()
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri})")
-    os.execvp(_script("mlflow"), ["mlflow", "ui", "--backend-store-uri", uri,
-                         "--default-artifact-root", paths.artifact_root(),
-                         "-h", args.host, "-p", str(args.port)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,32 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("generate", help="stream generated text from a registered model")
-    p.add_argument("prompt")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI (default {DEFAULT_MODEL})")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--qa", action="store_true", help="the notebook's podcast question-answer framing")
-    p.set_defaults(func=cmd_generate)
+    add_model_commands(sub)  # generate, chat, compare, serve, lineage, promote, mlflow-ui
 
-    p = sub.add_parser("lineage", help="data versions, rules hash and commit behind a model")
-    p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
-    p.set_defaults(func=cmd_lineage)
-
-    p = sub.add_parser("promote", help="point an alias (champion by default) at a model version")
-    p.add_argument("version")
-    p.add_argument("--alias", default="champion")
-    p.add_argument("--name", default="lexgpt")
-    p.set_defaults(func=cmd_promote)
-
-    for name, func, port in (("ui", cmd_ui, 3000), ("mlflow-ui", cmd_mlflow_ui, 5000)):
-        p = sub.add_parser(name, help=f"start the {'Dagster' if name == 'ui' else 'MLflow'} web UI")
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=port)
-        p.set_defaults(func=func)
+    p = sub.add_parser("ui", help="start the Dagster web UI")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
     return parser
 
 

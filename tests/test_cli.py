@@ -1,12 +1,17 @@
-"""The ``lexgpt`` command's answers to a bad run-config file: one line, naming the problem."""
+"""The ``lexgpt`` command: a bad run-config file or generation parameter gets one line naming
+the problem; a refresh that trained ends with a verdict; chat, generate, compare, serve."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import lexgpt_cli
+from conftest import REPO, lexgpt_cli
 
 
 @pytest.mark.parametrize("body, says", [
@@ -26,3 +31,128 @@ def test_bad_config_is_refused_before_anything_runs(lexgpt_home: Path, tmp_path:
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert says.format(config=config) in result.stderr, result.stderr
     assert not (lexgpt_home / "data_lake" / "raw_subtitles").exists()
+
+
+# ------------------------------------------------------------------ model commands
+
+
+@pytest.mark.parametrize("args, says", [
+    (["generate", "hi", "--max-new-tokens", "1e30"], "max_new_tokens must be a whole number from 0 to 1024"),
+    (["generate", "hi", "--temperature", "-1"], "temperature must be a finite number >= 0"),
+    (["generate", "hi", "--top-k", "-3"], "top_k must be >= 0"),
+    (["generate", "hi", "--top-p", "0"], "top_p must be in (0, 1]"),
+    (["generate", "hi", "--seed", "-5"], "seed must be a whole number from 0 to 2**63-1"),
+    (["generate", "hi", "--num-samples", "0"], "--num-samples must be from 1 to 100"),
+    (["generate"], "give a prompt, @file.txt, or --prompt-file FILE"),
+    (["generate", "@/nonexistent/p.txt"], "/nonexistent/p.txt: cannot read the prompt file"),
+    (["chat", "--top-p", "2"], "top_p must be in (0, 1]"),
+    (["compare", "models:/lexgpt/1", "models:/lexgpt/2", "--temperature", "inf"], "temperature must be"),
+])  # fmt: skip
+def test_bad_generation_params_are_refused_in_one_line(args, says):
+    from pipelines.cli import main
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(args) == 2
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lexgpt {args[0]}: ") and says in lines[0], lines
+
+
+def test_servers_bind_localhost_from_the_venv(monkeypatch):
+    import sys
+
+    from pipelines.cli import main
+
+    calls = []
+
+    def fake_exec(path, argv, env=None):
+        calls.append((path, argv, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("os.execvpe", fake_exec)
+    monkeypatch.setattr("os.execvp", lambda path, argv: fake_exec(path, argv))
+    for argv in (["serve"], ["mlflow-ui"], ["mlflow-ui", "--workers", "3"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    venv_bin = str(Path(sys.executable).parent)
+    (serve_path, serve, env), (_, ui, _), (_, ui3, _) = calls
+    assert serve_path.startswith(venv_bin)  # no activation needed to find mlflow ...
+    assert env["PATH"].split(":")[0] == venv_bin  # ... nor the uvicorn it execs
+    assert serve[serve.index("-m") + 1] == "models:/lexgpt@champion"
+    assert serve[serve.index("-h") + 1] == "127.0.0.1" and serve[serve.index("-w") + 1] == "1"
+    assert ui[ui.index("-h") + 1] == "127.0.0.1" and ui[ui.index("--workers") + 1] == "1"
+    assert ui3[ui3.index("--workers") + 1] == "3"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny refresh that trains and registers lexgpt v1; its output for the verdict."""
+    from conftest import TINY_CONFIG, use_home, write_episode
+
+    base = tmp_path_factory.mktemp("trained")
+    vtt = base / "vtt"
+    vtt.mkdir()
+    for episode in (1, 2, 3, 4, 5, 20):
+        write_episode(vtt, episode)
+    config = base / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        home = use_home(mp, base / "home", vtt)
+        result = lexgpt_cli("refresh", "--config", str(config), timeout=1200)
+        yield home, result
+
+
+@pytest.mark.slow  # one tiny training + a model load per command
+def test_refresh_that_trained_ends_with_a_verdict(trained):
+    _, result = trained
+    out = result.stdout[result.stdout.index("\nverdict"):]
+    for asset in ("raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "trained_model",
+                  "evaluation_samples"):
+        assert re.search(rf"^  {asset} +\d+\.\d s$", out, re.M), out
+    assert re.search(r"^  new model +lexgpt v1: \d\.\d{4} val bits/char -> champion$", out, re.M), out
+    assert "champion " not in out.split("-> champion")[1]  # no previous champion for the first model
+    assert "n-gram baseline" not in out  # no ngram_baseline asset materialized here
+    samples = out[out.index("  samples\n"):].splitlines()[1:]
+    assert len(samples) == 3 and all(" -> I think that" in s for s in samples), samples
+    # one line per evaluation during training (the tiny config evaluates at 15 and 30)
+    assert re.search(r"step 15/30  train loss \d+\.\d{3}  val bits/char \d+\.\d{3}  [\d,]+ tok/s", result.stderr)
+
+
+@pytest.mark.slow  # one tiny training + a model load per command
+def test_chat_answers_two_questions_then_exits_on_eof(trained):
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "chat", "--max-new-tokens", "8"],
+                          input="Is there free will?\nWhat is love?\n", capture_output=True, text=True,
+                          timeout=600, env=os.environ.copy(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("lex> I think that") == 2, proc.stdout
+    assert proc.stdout.rstrip().endswith("you>")  # the third prompt got EOF
+
+
+@pytest.mark.slow  # one tiny training + a model load per command
+def test_generate_samples_from_a_prompt_file(trained, tmp_path):
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("What is love?\n")
+    a = lexgpt_cli("generate", f"@{prompt}", "--num-samples", "2", "--max-new-tokens", "6", timeout=600)
+    assert "--- sample 1/2 (seed 0) ---\nWhat is love?" in a.stdout
+    assert "--- sample 2/2 (seed 1) ---\nWhat is love?" in a.stdout
+    b = lexgpt_cli("generate", "--prompt-file", str(prompt), "--num-samples", "2", "--max-new-tokens", "6",
+                   timeout=600)
+    assert a.stdout == b.stdout  # seeded: the same samples both ways
+
+
+@pytest.mark.slow  # one tiny training + a model load per command
+def test_compare_prints_both_columns(trained, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Is there free will?\n\nWhat is love?\n")
+    out = lexgpt_cli("compare", "models:/lexgpt/1", "models:/lexgpt@champion", "--prompts", str(prompts),
+                     "--max-new-tokens", "6", timeout=600).stdout
+    head = out.splitlines()[0]
+    assert re.search(r"A: models:/lexgpt/1 \(\d\.\d{4} val bits/char\) +\| B: models:/lexgpt@champion \(", head)
+    assert "Is there free will?  (seed 0)" in out and "What is love?  (seed 1)" in out
+    rows = [line for line in out.splitlines() if line.startswith("I think that")]
+    assert len(rows) == 2 and all(" | I think that" in r for r in rows)
+    left, right = rows[0].split(" | ", 1)
+    assert left.rstrip() == right.rstrip()  # the same version twice: the same seeded text

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_CONFIG, free_port, kill_group, lexgpt_cli
+from conftest import REPO, TINY_CONFIG, free_port, kill_group
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -270,9 +271,9 @@ def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
 # ------------------------------------------------------------------------------ MLflow
 
 def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
+    # A training long enough (a 1.5-minute budget) to look at it while it runs.
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
-    lexgpt_cli("refresh", "--config", str(config), timeout=900)
+    config.write_text(TINY_CONFIG.replace("max_steps: 30", "max_steps: 100000\n  max_minutes: 1.5"))
 
     uri = os.environ["MLFLOW_TRACKING_URI"]
     port = free_port()
@@ -280,16 +281,50 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     log = tmp_path / "mlflow-ui.log"
     env = os.environ.copy() | {"PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
                                "DO_NOT_TRACK": "true"}
-    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+    refresh_log = tmp_path / "refresh.log"
+    # `lexgpt mlflow-ui` as a user starts it (one worker by default).
+    cmd = [sys.executable, "-m", "pipelines.cli", "mlflow-ui", "--port", str(port)]
     with _server(cmd, log, env) as proc:
         _wait_http(f"{base}/health", proc, log, timeout=120)
+        with _server([sys.executable, "-m", "pipelines.cli", "refresh", "--config", str(config)],
+                     refresh_log, env | {"OMP_NUM_THREADS": "1"}) as refresh, _browser() as page:
+            page.add_init_script(MLFLOW_NO_ASSISTANT)  # its first-visit side panel covers the page
+            # While training runs: the run exists, is RUNNING, and already has metrics.
+            deadline = time.monotonic() + 600
+            live = None
+            while live is None:
+                assert refresh.poll() is None, f"refresh ended before training was seen:\n{_tail(refresh_log)}"
+                assert time.monotonic() < deadline, f"no live run:\n{_tail(refresh_log)}"
+                time.sleep(2)
+                try:
+                    exp = _get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lexgpt")
+                except urllib.error.HTTPError:
+                    continue
+                exp_id = exp["experiment"]["experiment_id"]
+                runs = _post_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})
+                for run in runs.get("runs", []):
+                    keys = {m["key"] for m in run["data"].get("metrics", [])}
+                    if run["info"]["status"] == "RUNNING" and "train_loss" in keys:
+                        live = run
+            run_id = live["info"]["run_id"]
+            page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}", wait_until="domcontentloaded")
+            _wait_for_texts(page, ["train_loss", "Running"], timeout_s=90)
+            _close_mlflow_assistant(page)
+            status = _get_json(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"]
+            assert status == "RUNNING", "the page was checked only after training ended"
+            _screenshot(page, "mlflow_run_live.png")
+            refresh.wait(timeout=900)
+            assert refresh.returncode == 0, _tail(refresh_log)
 
-        experiment = _get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lexgpt")
-        exp_id = experiment["experiment"]["experiment_id"]
+        assert "verdict" in refresh_log.read_text()
+        exp_id = _get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=lexgpt")[
+            "experiment"]["experiment_id"]
         runs = _post_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})["runs"]
         assert len(runs) == 1, runs
         run = runs[0]
-        run_id = run["info"]["run_id"]
+        assert run["info"]["run_id"] == run_id and run["info"]["status"] == "FINISHED"
+        # The run's duration is the training's (it opened when training started).
+        assert (run["info"]["end_time"] - run["info"]["start_time"]) / 1000 > 60
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert {"val_bpc", "train_loss", "val_loss"} <= set(metrics), sorted(metrics)
         assert 0 < metrics["val_bpc"] < 10
@@ -299,11 +334,14 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
         assert model["latest_versions"][0]["run_id"] == run_id
 
         with _browser() as page:
-            page.add_init_script(MLFLOW_NO_ASSISTANT)  # its first-visit side panel covers the page
-            # The experiment's training runs (its bare URL opens MLflow 3's GenAI overview).
-            page.goto(f"{base}/#/experiments/{exp_id}/runs", wait_until="domcontentloaded")
+            page.add_init_script(MLFLOW_NO_ASSISTANT)
+            # The experiment's bare URL opens on the training runs (experiment kind tag),
+            # and the runs list shows val bits/char.
+            page.goto(f"{base}/#/experiments/{exp_id}", wait_until="domcontentloaded")
             _wait_for_texts(page, ["Training runs", "lexgpt", run["info"]["run_name"]], timeout_s=90)
             _close_mlflow_assistant(page)
+            assert "/runs" in page.url or "Training runs" in page.evaluate("() => document.body.innerText")
+            _wait_for_texts(page, ["val_bpc"], timeout_s=60)
             _screenshot(page, "mlflow_experiment.png")
 
             page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}", wait_until="domcontentloaded")

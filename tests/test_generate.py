@@ -1,4 +1,5 @@
-"""Sampling: KV cache == full recompute (inside and past the window), filters, eos, streaming."""
+"""Sampling: KV cache == full recompute (inside and past the window), filters, eos, streaming;
+the one text path (``stream_text`` / ``complete``) and its validated params."""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ import inspect
 import pytest
 import torch
 
-from lexgpt.generate import _filter_logits, generate, qa_prompt, sample_next
+import math
+import time
+
+from lexgpt.bpe import BPETokenizer
+from lexgpt.generate import (
+    GenerationParamError,
+    GenerationParams,
+    _filter_logits,
+    complete,
+    generate,
+    qa_prompt,
+    sample_next,
+    stream_text,
+)
 from lexgpt.model import GPT, GPTConfig
 
 BLOCK = 16
@@ -106,3 +120,132 @@ def test_qa_prompt():
     assert "Lex Fridman podcast" in p
     assert "What is consciousness? That's such an interesting question." in p
     assert p.endswith("I think that ")
+
+
+# ------------------------------------------------------------------ the one text path
+
+
+@pytest.fixture(scope="module")
+def tok_model():
+    tok = BPETokenizer.train(["I think that love is the answer. Héllo wörld, naïve café."] * 20, 290)
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16)).eval()
+    return tok, model
+
+
+@pytest.mark.parametrize("values, says", [
+    ({"max_new_tokens": 1e30}, "max_new_tokens must be a whole number from 0 to 1024"),
+    ({"max_new_tokens": 1025}, "max_new_tokens must be a whole number from 0 to 1024"),
+    ({"max_new_tokens": -1}, "max_new_tokens must be a whole number from 0 to 1024"),
+    ({"max_new_tokens": 2.5}, "max_new_tokens must be a whole number"),
+    ({"max_new_tokens": "many"}, "max_new_tokens must be a whole number, got 'many'"),
+    ({"temperature": -0.1}, "temperature must be a finite number >= 0"),
+    ({"temperature": math.inf}, "temperature must be a finite number >= 0"),
+    ({"temperature": "nan"}, "temperature must be a finite number >= 0"),
+    ({"top_k": -1}, "top_k must be >= 0"),
+    ({"top_p": 0}, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+    ({"seed": -1}, "seed must be a whole number from 0 to 2**63-1"),
+    ({"seed": 2**64}, "seed must be a whole number from 0 to 2**63-1"),
+    ({"qa": "maybe"}, "qa must be true or false"),
+    ({"max_tokens": 5}, "unknown generation parameter max_tokens"),
+])  # fmt: skip
+def test_bad_params_are_refused_in_one_line(values, says):
+    with pytest.raises(GenerationParamError) as err:
+        GenerationParams.from_mapping(values)
+    assert str(err.value).startswith(says), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_params_convert_and_keep_defaults():
+    p = GenerationParams.from_mapping({"max_new_tokens": "12", "temperature": "0", "top_p": 1,
+                                       "seed": 3.0, "qa": "true", "top_k": None})
+    assert p == GenerationParams(max_new_tokens=12, temperature=0.0, top_p=1.0, seed=3, qa=True)
+    assert GenerationParams.from_mapping(None) == GenerationParams()
+
+
+def test_ceiling_is_configurable(monkeypatch):
+    monkeypatch.setenv("LEXGPT_MAX_NEW_TOKENS", "5000")
+    assert GenerationParams(max_new_tokens=5000).max_new_tokens == 5000
+    monkeypatch.setenv("LEXGPT_MAX_NEW_TOKENS", "8")
+    with pytest.raises(GenerationParamError, match="from 0 to 8 "):
+        GenerationParams(max_new_tokens=9)
+
+
+def test_stream_equals_complete_equals_token_path(tok_model):
+    tok, model = tok_model
+    params = GenerationParams(max_new_tokens=40, seed=5)
+    pieces = list(stream_text(model, tok, "I think", params))
+    assert len(pieces) > 1  # streamed, not one blob
+    text = complete(model, tok, "I think", params)
+    assert "".join(pieces) == text
+    ids = list(generate(model, tok.encode("I think"), 40, temperature=0.8, top_k=50,
+                        eos_id=tok.eot_id, seed=5))
+    assert text == tok.decode(ids)
+    assert complete(model, tok, "I think", GenerationParams(max_new_tokens=0)) == ""
+
+
+def test_qa_and_empty_prompt(tok_model):
+    tok, model = tok_model
+    p = GenerationParams(max_new_tokens=6, temperature=0, qa=True)
+    assert complete(model, tok, "Why?", p) == tok.decode(
+        list(generate(model, tok.encode(qa_prompt("Why?")), 6, temperature=0, eos_id=tok.eot_id)))
+    assert isinstance(complete(model, tok, "", GenerationParams(max_new_tokens=3)), str)
+    with pytest.raises(GenerationParamError, match="characters; the limit is"):
+        complete(model, tok, "x" * 20_001)
+
+
+def test_time_limit_stops_generation(tok_model, monkeypatch):
+    tok, model = tok_model
+    monkeypatch.setenv("LEXGPT_MAX_NEW_TOKENS", "100000")
+    t = time.monotonic()
+    text = complete(model, tok, "I", GenerationParams(max_new_tokens=100000, temperature=1.0, top_k=0),
+                    time_limit_s=0.3)
+    assert time.monotonic() - t < 5
+    assert 0 < len(tok.encode(text)) < 100000
+    assert complete(model, tok, "I", time_limit_s=0) == ""
+
+
+def test_generation_thread_count_is_restored(tok_model, monkeypatch):
+    tok, model = tok_model
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's setting, which generation must give back
+    before = torch.get_num_threads()
+    seen = []
+    real = torch.get_num_threads
+
+    def spy_forward(*a, **k):
+        seen.append(real())
+        return orig(*a, **k)
+
+    orig = model.forward
+    monkeypatch.setattr(model, "forward", spy_forward)
+    try:
+        complete(model, tok, "I think", GenerationParams(max_new_tokens=3))
+        assert torch.get_num_threads() == before == 2
+    finally:
+        torch.set_num_threads(original)
+    assert seen and set(seen) == {1}
+
+
+def test_the_pyfunc_uses_the_same_path_and_refuses_bad_params_with_400(tok_model, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from lexgpt.mlflow_model import LexGPTModel, default_params
+
+    tok, model = tok_model
+    pyfunc = LexGPTModel()
+    pyfunc.model, pyfunc.tokenizer = model, tok
+    params = {"max_new_tokens": 7, "seed": 4, "qa": True}
+    assert pyfunc.predict(None, ["Why?", "Love"], params=params) == [
+        complete(model, tok, q, GenerationParams(**params)) for q in ("Why?", "Love")]
+    assert default_params() == GenerationParams().to_dict()  # the signature's defaults
+    for bad, says in (({"max_new_tokens": 10**9}, "max_new_tokens must be"), ({"top_p": 0}, "top_p must be"),
+                      ({"temperature": float("nan")}, "temperature must be")):
+        with pytest.raises(MlflowException) as err:
+            pyfunc.predict(None, ["hi"], params=bad)
+        assert err.value.get_http_status_code() == 400 and says in err.value.message
+    # inside the scoring server, the request timeout bounds the work of every request
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
+    monkeypatch.setenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "0")
+    assert pyfunc.predict(None, ["hi", "there"], params={"max_new_tokens": 50}) == ["", ""]

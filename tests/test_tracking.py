@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lexgpt import tracking
+from lexgpt import packaging, registry, run_artifacts, tracking
 from conftest import free_port, kill_group, lexgpt_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +97,38 @@ def test_experiment_artifacts_live_under_mlruns(store, tmp_path):
     assert exp.artifact_location.startswith((tmp_path / "mlruns").as_uri())
 
 
+def test_experiment_opens_on_the_training_view(store):
+    exp_id = tracking.get_or_create_experiment()
+    client = MlflowClient()
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    client.delete_experiment_tag(exp_id, "mlflow.experimentKind")  # a store from before the tag
+    assert tracking.get_or_create_experiment() == exp_id
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_live_metrics_reach_the_run_while_it_is_open(store):
+    seen = []
+    with tracking.start_run("live") as run:
+        live = tracking.LiveMetrics(run.info.run_id, on_row=lambda step, m: seen.append(step))
+        live(10, {"train_loss": 3.0, "lr": 1e-3})
+        live(20, {"train_loss": 2.5, "val_bpc": 2.2, "note": "skipped"})
+        import mlflow as _mlflow
+
+        _mlflow.flush_async_logging()
+        client = MlflowClient()
+        # visible while the run is still RUNNING, which is what the MLflow UI shows live
+        assert client.get_run(run.info.run_id).info.status == "RUNNING"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [10, 20]
+        # a resumed checkpoint's earlier rows are back-filled, the live ones not repeated
+        history = [{"step": 5.0, "train_loss": 3.5}, {"step": 10.0, "train_loss": 3.0},
+                   {"step": 20.0, "train_loss": 2.5, "val_bpc": 2.2}]
+        assert live.close(history) == 1
+    assert seen == [10, 20]
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in losses) == [5, 10, 20]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "val_bpc")] == [2.2]
+
+
 def test_relative_sqlite_uri_is_refused():
     with pytest.raises(ValueError, match="relative sqlite"):
         tracking.configure("sqlite:///mlruns/mlflow.db")
@@ -112,8 +144,12 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
     monkeypatch.setattr(MlflowClient, "log_batch", spy)
 
+    from lexgpt.bpe import BPETokenizer
+
     tok = tmp_path / "tokenizer.json"
-    tok.write_text(json.dumps({"fake": "tokenizer"}))
+    BPETokenizer([]).save(tok)
+    rules = tmp_path / "cleaning_rules.toml"
+    rules.write_text('[[rule]]\nname = "x"\npattern = "a"\nreplacement = "b"\n')
     config = {
         "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
         "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "schedule": {"warmup": 100}},
@@ -123,21 +159,19 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
     history = _history()
     samples = [{"prompt": "What is love?", "completion": "I think that love is"},
                {"prompt": "Hello", "completion": "world"}]
-    run_id = tracking.log_training_run(
+    run_id = run_artifacts.log_training_run(
         config=config, history=history, tokenizer_path=tok, samples=samples,
-        tags=LINEAGE, run_name="unit",
+        tags=LINEAGE, run_name="unit", rules_path=rules,
     )
     assert mlflow.active_run() is None  # the run it started was ended
 
     client = MlflowClient()
     run = client.get_run(run_id)
 
-    # metrics: batched, every value landed
+    # metrics: every value landed (MLflow splits the batch into chunks it accepts)
     metric_calls = [m for m, _, _ in calls if m]
     n_values = 600 * 4 + 12 * 2  # train_loss, lr, grad_norm, tokens_per_s; val_loss, val_bpc
     assert sum(metric_calls) == n_values
-    assert max(metric_calls) <= 1000
-    assert len(metric_calls) == -(-n_values // 1000)
     assert len(client.get_metric_history(run_id, "train_loss")) == 600
     assert len(client.get_metric_history(run_id, "val_loss")) == 12
     bpc = client.get_metric_history(run_id, "val_bpc")
@@ -159,17 +193,21 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
     # artifacts: loss curve PNG, tokenizer, samples table
     files = _artifact_files(run_id)
-    assert tracking.LOSS_CURVE_ARTIFACT in files
+    assert run_artifacts.LOSS_CURVE_ARTIFACT in files
     assert "tokenizer/tokenizer.json" in files
-    assert tracking.SAMPLES_ARTIFACT in files
+    assert run_artifacts.HF_TOKENIZER_ARTIFACT in files
+    assert "cleaning_rules/cleaning_rules.toml" in files
+    hf = json.loads(Path(client.download_artifacts(run_id, run_artifacts.HF_TOKENIZER_ARTIFACT, str(tmp_path / "hf"))).read_text())
+    assert hf["model"]["type"] == "BPE"
+    assert run_artifacts.SAMPLES_ARTIFACT in files
     png = Path(mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=tracking.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")
+        run_id=run_id, artifact_path=run_artifacts.LOSS_CURVE_ARTIFACT, dst_path=str(tmp_path / "dl")
     ))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5000
     assert str(png).startswith(str(tmp_path))
-    assert tracking.logged_loss_curve(run_id) == png.read_bytes()  # what the Dagster asset shows
-    table = client.load_table(run.info.experiment_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
+    assert run_artifacts.logged_loss_curve(run_id) == png.read_bytes()  # what the Dagster asset shows
+    table = client.load_table(run.info.experiment_id, run_artifacts.SAMPLES_ARTIFACT, run_ids=[run_id])
     assert list(table["completion"]) == ["I think that love is", "world"]
     # artifacts physically live under LEXGPT_HOME/mlruns
     assert (tmp_path / "mlruns" / "artifacts").is_dir()
@@ -177,12 +215,12 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
 def test_log_training_run_uses_active_run(store):
     with tracking.start_run("outer", tags={"corpus_version": "c1"}) as run:
-        rid = tracking.log_training_run(config={"a": 1}, history=[{"step": 0, "train_loss": 1.0}])
+        rid = run_artifacts.log_training_run(config={"a": 1}, history=[{"step": 0, "train_loss": 1.0}])
         assert rid == run.info.run_id
     data = MlflowClient().get_run(rid).data
     assert data.params == {"a": "1"}
     assert data.tags["lexgpt.corpus_version"] == "c1"
-    assert tracking.logged_loss_curve(tracking.log_training_run(config={"a": 1})) is None  # no history, no plot
+    assert run_artifacts.logged_loss_curve(run_artifacts.log_training_run(config={"a": 1})) is None  # no history, no plot
 
 
 def test_flatten():
@@ -226,30 +264,30 @@ def _fake_version(client: MlflowClient, tmp_path: Path, name: str, bpc: float) -
 def test_champion_gate(store, tmp_path):
     client = MlflowClient()
     v1 = _fake_version(client, tmp_path, "lexgpt", 2.0)
-    assert tracking.promote("lexgpt", v1, 2.0) == "champion"
+    assert registry.promote("lexgpt", v1, 2.0) == "champion"
     v2 = _fake_version(client, tmp_path, "lexgpt", 2.5)
-    assert tracking.promote("lexgpt", v2, 2.5) == "challenger"
+    assert registry.promote("lexgpt", v2, 2.5) == "challenger"
     assert str(client.get_model_version_by_alias("lexgpt", "champion").version) == v1
     assert str(client.get_model_version_by_alias("lexgpt", "challenger").version) == v2
     v_tie = _fake_version(client, tmp_path, "lexgpt", 2.0)
-    assert tracking.promote("lexgpt", v_tie, 2.0) == "challenger"  # strictly lower only
+    assert registry.promote("lexgpt", v_tie, 2.0) == "challenger"  # strictly lower only
     v3 = _fake_version(client, tmp_path, "lexgpt", 1.5)
-    assert tracking.promote("lexgpt", v3, 1.5) == "champion"
+    assert registry.promote("lexgpt", v3, 1.5) == "champion"
     assert str(client.get_model_version_by_alias("lexgpt", "champion").version) == v3
     v_nan = _fake_version(client, tmp_path, "lexgpt", float("nan"))
-    assert tracking.promote("lexgpt", v_nan, float("nan")) == "challenger"
+    assert registry.promote("lexgpt", v_nan, float("nan")) == "challenger"
 
     # manual rollback, and lineage through the alias
-    tracking.set_alias("lexgpt", "champion", v1)
-    info = tracking.lineage("models:/lexgpt@champion")
+    registry.set_alias("lexgpt", "champion", v1)
+    info = registry.lineage("models:/lexgpt@champion")
     assert info["version"] == v1
     assert info["val_bpc"] == 2.0
     assert "champion" in info["aliases"]
     for key, value in LINEAGE.items():
         assert info[f"lexgpt.{key}"] == value
-    assert tracking.lineage(f"models:/lexgpt/{v3}")["val_bpc"] == 1.5
+    assert registry.lineage(f"models:/lexgpt/{v3}")["val_bpc"] == 1.5
     with pytest.raises(ValueError):
-        tracking.lineage("models:/lexgpt")
+        registry.lineage("models:/lexgpt")
 
 
 # --------------------------------------------------------------------------- the pyfunc
@@ -294,11 +332,11 @@ _FRESH = textwrap.dedent(
 
 def _register(weights, config, tok_path, val_bpc=2.0):
     with tracking.start_run("train", tags=LINEAGE) as run:
-        info = tracking.log_and_register_model(
+        info = packaging.log_and_register_model(
             weights, config, tok_path, val_bpc=val_bpc, tags=LINEAGE
         )
     assert info.run_id == run.info.run_id
-    assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
+    assert registry.promote(info.name, info.version, info.val_bpc) == "champion"
     return info
 
 
@@ -322,22 +360,22 @@ def test_cli_names_a_missing_model_without_a_traceback(store, name_exists, args,
 def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     # the trained_model asset's flow: a finished training run, then log + register into it
     weights, config, tok_path = tiny_model_files
-    run_id = tracking.log_training_run(
+    run_id = run_artifacts.log_training_run(
         config={"model": json.loads(config.read_text())}, history=_history(20, 10),
         tokenizer_path=tok_path, tags={**LINEAGE, "dagster_run_id": "d1"}, run_name="tiny",
     )
     assert tracking.log_metrics_final(run_id, {"final_val_bpc": 2.0, "skip": None}) == 1
-    info = tracking.log_and_register_model(
+    info = packaging.log_and_register_model(
         weights, config, tok_path, val_bpc=2.0, tags={**LINEAGE, "dagster_run_id": "d1"},
         run_id=run_id,
     )
     assert mlflow.active_run() is None
     assert info.run_id == run_id
-    assert tracking.promote(info.name, info.version, info.val_bpc) == "champion"
+    assert registry.promote(info.name, info.version, info.val_bpc) == "champion"
     assert info.version == "1"
     assert info.model_uri == "models:/lexgpt/1"
 
-    lin = tracking.lineage("models:/lexgpt@champion")
+    lin = registry.lineage("models:/lexgpt@champion")
     assert lin["run_id"] == info.run_id
     assert lin["dagster_run_id"] == "d1"
     assert MlflowClient().get_run(run_id).data.metrics["final_val_bpc"] == 2.0
@@ -380,7 +418,7 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     # `lexgpt generate` streams from the raw GPT + tokenizer
     from lexgpt.generate import generate
 
-    gpt, tok = tracking.load_model_for_generation("models:/lexgpt@champion")
+    gpt, tok = packaging.load_model_for_generation("models:/lexgpt@champion")
     assert not gpt.training
     ids = list(generate(gpt, tok.encode("Hello"), 4, seed=0, eos_id=tok.eot_id))
     assert len(ids) <= 4
@@ -388,9 +426,9 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     # evaluation_samples logs a mixed-type table into the (finished) run
     samples = pd.DataFrame({"prompt": ["q"], "completion": ["a"], "tokens": [3], "seed": [0],
                             "temperature": [0.8]})
-    tracking.log_samples(samples, run_id=run_id)
+    run_artifacts.log_samples(samples, run_id=run_id)
     exp_id = MlflowClient().get_run(run_id).info.experiment_id
-    table = MlflowClient().load_table(exp_id, tracking.SAMPLES_ARTIFACT, run_ids=[run_id])
+    table = MlflowClient().load_table(exp_id, run_artifacts.SAMPLES_ARTIFACT, run_ids=[run_id])
     assert table["tokens"].tolist() == [3]
 
 
@@ -417,18 +455,19 @@ def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_mode
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_files):
+def test_lexgpt_serve_answers_invocations_on_localhost(store, tmp_path, tiny_model_files):
     weights, config, tok_path = tiny_model_files
     _register(weights, config, tok_path, val_bpc=1.0)
 
     port = free_port()
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_cli), "models", "serve", "-m", "models:/lexgpt@champion",
-           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    # `lexgpt serve` as the README shows it, with a PATH that lacks the venv (no activation)
+    cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)]
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if Path(p) != Path(sys.executable).parent)
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            cmd, cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": store},
+            cmd, cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": store, "PATH": path},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -456,5 +495,13 @@ def test_mlflow_models_serve_answers_invocations(store, tmp_path, tiny_model_fil
             answer = json.loads(r.read())
         preds = answer["predictions"]
         assert len(preds) == 1 and isinstance(preds[0], str) and preds[0]
+        # a bad param: HTTP 400 with our message, not a generic one
+        bad = json.dumps({"inputs": ["hi"], "params": {"max_new_tokens": 10**6}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=bad,
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        assert err.value.code == 400
+        assert "max_new_tokens must be a whole number from 0 to 1024" in err.value.read().decode()
     finally:
         kill_group(server)

@@ -4,17 +4,22 @@
 import base64
 import dataclasses
 import json
+import re
 import shutil
 
 import dagster as dg
 import polars as pl
 
-from lexgpt import atomic, paths, tracking
+from lexgpt import atomic, cleaning, packaging, paths, registry, run_artifacts, tracking
+from lexgpt.generation_params import GenerationParams
+from lexgpt.report import EvalLines
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
-from pipelines.assets.data import CORPUS_FILE, cleaned_corpus
+from pipelines.assets.baseline import RESULT_FILE as NGRAM_RESULT_FILE
+from pipelines.assets.baseline import ngram_baseline
+from pipelines.assets.data import CORPUS_FILE, cleaned_corpus, read_corpus
 from pipelines.assets.tokens import SHARDS_DIR, TOKENIZER_FILE, bpe_vocab, load_tokenizer, token_shards
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
-from pipelines.lake import latest_data_version, markdown_table, write_lineage
+from pipelines.lake import latest_data_version, write_lineage
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.versioning import code_version
 
@@ -62,10 +67,13 @@ class TrainingConfig(dg.Config):
 
 
 class SamplesConfig(dg.Config):
-    max_new_tokens: int = 120
-    temperature: float = 0.8
-    top_k: int = 50
-    seed: int = 0
+    """Sampling for evaluation_samples: ``lexgpt generate``'s defaults, QA framing on."""
+
+    max_new_tokens: int = GenerationParams.max_new_tokens
+    temperature: float = GenerationParams.temperature
+    top_k: int = GenerationParams.top_k
+    top_p: float = GenerationParams.top_p
+    seed: int = 0  # sample i uses seed + i
     qa: bool = True
 
 
@@ -79,8 +87,10 @@ def _mlflow_run_url(run_id: str, experiment_id: str) -> str:
 
 @dg.asset(
     group_name=GROUP,
-    deps=[token_shards, bpe_vocab],
-    code_version=code_version("lexgpt.model", "lexgpt.train", "lexgpt.tracking",
+    deps=[token_shards, bpe_vocab, ngram_baseline],
+    code_version=code_version("lexgpt.model", "lexgpt.train", "lexgpt.optim", "lexgpt.loss_eval",
+                              "lexgpt.dataloader", "lexgpt.checkpoint", "lexgpt.device", "lexgpt.tracking",
+                              "lexgpt.run_artifacts", "lexgpt.packaging", "lexgpt.registry",
                               "lexgpt.mlflow_model", "pipelines.assets.model"),
     description="A GPT trained from scratch on the token shards (cpu-small on CPU, gpu-small "
     "on a GPU), tracked in MLflow and registered as `lexgpt` (alias champion if its val "
@@ -98,7 +108,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     from lexgpt.model import GPT, GPTConfig
     from lexgpt.train import TrainConfig, train
 
+    from lexgpt import shards
+
     tokenizer = load_tokenizer(lake)
+    # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
+    manifest = shards.validate_shards(lake.path(*SHARDS_DIR), tokenizer.vocab_size)
+    baseline = json.loads(lake.path(*NGRAM_RESULT_FILE).read_text())
     preset = config.preset
     if preset == "auto":
         preset = "gpu-small" if torch.cuda.is_available() else "cpu-small"
@@ -121,38 +136,62 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     # Same inputs + config -> same folder, so a killed run resumes from its checkpoint.
     work_dir = lake.path(*MODEL_DIR, "runs", run_key)
     context.log.info(f"training {preset} ({model_cfg.to_dict()}) in {work_dir}")
-    result = train(model_cfg, train_cfg, lake.path(*SHARDS_DIR), work_dir,
-                   tokenizer.token_char_counts(), progress=True)
 
-    out_dir = lake.path(*MODEL_DIR)
-    weights = out_dir / "model.pt"
-    config_file = out_dir / "config.json"
-    with atomic.atomic_path(weights) as tmp:
-        shutil.copyfile(result.weights_path, tmp)
-    atomic.write_json(config_file, model_cfg.to_dict())
-    weights_sha = sha256_file(weights)
-
+    # --- MLflow: the run opens before training and metrics stream into it (issue 11) ---
     experiment_id = mlflow.setup()
-    tags = {**lineage, "dagster_run_id": context.run_id}
-    run_id = tracking.log_training_run(
-        config={**full_config, "preset": preset, "run_key": run_key},
-        history=result.history,
-        tokenizer_path=lake.path(*TOKENIZER_FILE),
-        tags=tags,
-        run_name=f"{preset}-{run_key[:8]}",
-        experiment=mlflow.experiment,
-    )
-    tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss})
-    version = tracking.log_and_register_model(
-        weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
-        val_bpc=result.val_bpc, tags=tags, run_id=run_id,
-    )
-    alias = tracking.promote(mlflow.registered_model, version.version, result.val_bpc)
+    # The val text itself (not its tokens): a champion scored on other text is re-scored.
+    corpus = read_corpus(lake)
+    val_ids = set(manifest["splits"]["val"]["episodes"])
+    val_texts = [t for e, t in zip(corpus["episode_id"].to_list(), corpus["text"].to_list()) if e in val_ids]
+    val_text_sha = sha256_json(val_texts)[:16]
+    tags = {**lineage, "dagster_run_id": context.run_id, "val_text_sha256": val_text_sha}
+    with tracking.start_run(f"{preset}-{run_key[:8]}", experiment=mlflow.experiment, tags=tags) as run:
+        run_id = run.info.run_id
+        tracking.log_params({**full_config, "preset": preset, "run_key": run_key}, run_id=run_id)
+        live = tracking.LiveMetrics(run_id, on_row=EvalLines(train_cfg.max_steps, train_cfg.max_minutes))
+        result = train(model_cfg, train_cfg, lake.path(*SHARDS_DIR), work_dir,
+                       tokenizer.token_char_counts(), on_metrics=live, progress=True)
+        live.close(result.history)
+
+        out_dir = lake.path(*MODEL_DIR)
+        weights = out_dir / "model.pt"
+        config_file = out_dir / "config.json"
+        with atomic.atomic_path(weights) as tmp:
+            shutil.copyfile(result.weights_path, tmp)
+        atomic.write_json(config_file, model_cfg.to_dict())
+        weights_sha = sha256_file(weights)
+
+        run_artifacts.log_training_run(history=result.history, tokenizer_path=lake.path(*TOKENIZER_FILE),
+                                  rules_path=cleaning.rules_path(), run_id=run_id, log_metrics=False)
+        tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss,
+                                            "ngram_val_bpc": baseline["val_bpc"]})
+        version = packaging.log_and_register_model(
+            weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
+            val_bpc=result.val_bpc, tags=tags, run_id=run_id,
+        )
+        before = registry.version_by_alias(mlflow.registered_model, registry.CHAMPION)
+        rescored = None
+        if before is not None and (before.tags or {}).get("val_text_sha256") != val_text_sha:
+            # Like with like: the champion was scored on other val text (rules or split changed).
+            from lexgpt.loss_eval import score_texts
+
+            champ, champ_tokenizer = packaging.load_model_for_generation(
+                f"models:/{mlflow.registered_model}/{before.version}")
+            rescored = score_texts(champ, champ_tokenizer, val_texts)["val_bpc"]
+            context.log.info(f"champion v{before.version} re-scored on the current val text: {rescored:.4f} bits/char")
+            tracking.log_metrics_final(run_id, {"champion_val_bpc_rescored": rescored})
+        alias = registry.promote(mlflow.registered_model, version.version, result.val_bpc, champion_val_bpc=rescored)
+    champion_before = {}
+    if before is not None and str(before.version) != version.version:
+        champion_before = {"previous_champion_version": str(before.version),
+                           "previous_champion_val_bpc": registry.version_val_bpc(before),
+                           "previous_champion_val_bpc_on_this_val": rescored}
+    # --- end MLflow ---
     write_lineage(out_dir, **lineage, weights_sha256=weights_sha, config=full_config,
                   mlflow_run_id=run_id, model_version=version.version, val_bpc=result.val_bpc)
 
     # The plot MLflow has, rendered once by log_training_run, shown in Dagster too.
-    png = tracking.logged_loss_curve(run_id)
+    png = run_artifacts.logged_loss_curve(run_id)
     plot_md = f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})" if png else ""
 
     yield dg.MaterializeResult(
@@ -165,11 +204,15 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "val_loss": round(result.val_loss, 4),
             "val_bpc": round(result.val_bpc, 4),
             "val_fraction": result.val_fraction,
+            "ngram_val_bpc": round(baseline["val_bpc"], 4),
             "best_step": result.best_step,
             "tokens_per_s": round(result.tokens_per_s),
             "mlflow_run": dg.MetadataValue.url(_mlflow_run_url(run_id, experiment_id)),
             "mlflow_run_id": run_id,
             "model_version": f"{mlflow.registered_model} v{version.version} ({alias})",
+            "registered_version": version.version,
+            "alias": alias,
+            **{k: v for k, v in champion_before.items() if v is not None},
             "loss_curve": dg.MetadataValue.md(plot_md or "(no plot)"),
             "weights": dg.MetadataValue.path(str(weights)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
@@ -185,48 +228,70 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     )
 
 
+def _trained_model_metadata(context: dg.AssetExecutionContext) -> dict:
+    """What trained_model's latest materialization recorded (Dagster's copy, not a file)."""
+    event = context.instance.get_latest_materialization_event(trained_model.key)
+    if event is None or event.asset_materialization is None:
+        raise RuntimeError("trained_model has no materialization yet: materialize it first")
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
 @dg.asset(
     group_name=GROUP,
     deps=[trained_model, bpe_vocab],
-    code_version=code_version("lexgpt.generate", "pipelines.assets.model"),
-    description="Seeded samples from the trained model for a fixed list of prompts "
-    "(the notebook's podcast question-answer framing by default).",
+    code_version=code_version("lexgpt.generate", "lexgpt.generation_params", "lexgpt.packaging",
+                              "pipelines.assets.model"),
+    description="Seeded samples from the registered model version trained_model produced, "
+    "for a fixed list of questions in the notebook's podcast question-answer framing; "
+    "sampled with `lexgpt generate`'s defaults (lexgpt.generate.GenerationParams).",
     owners=["team:model"],
     kinds={"parquet", "mlflow"},
 )
 def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig, lake: DataLake,
                        mlflow: MlflowTracking) -> dg.MaterializeResult:
-    import torch
+    from lexgpt.generate import GenerationParams, complete, qa_prompt
 
-    from lexgpt.generate import generate, qa_prompt
-    from lexgpt.model import GPT, GPTConfig
-
-    tokenizer = load_tokenizer(lake)
-    out_dir = lake.path(*MODEL_DIR)
-    model = GPT(GPTConfig.from_dict(json.loads((out_dir / "config.json").read_text())))
-    model.load_state_dict(torch.load(out_dir / "model.pt", map_location="cpu", weights_only=True))
-    model.eval()
+    upstream = _trained_model_metadata(context)
+    version = str(upstream.get("registered_version") or "")
+    if not version:  # materialized before registered_version was recorded: "lexgpt v3 (champion)"
+        match = re.search(r" v(\d+)", str(upstream.get("model_version", "")))
+        version = match.group(1) if match else ""
+    if not version:
+        raise RuntimeError("trained_model's metadata names no registered model version: re-materialize it")
+    mlflow.setup()
+    model_uri = f"models:/{mlflow.registered_model}/{version}"
+    model, tokenizer = packaging.load_model_for_generation(model_uri)
     rows = []
     for i, question in enumerate(EVAL_PROMPTS):
-        prompt = qa_prompt(question) if config.qa else question
-        ids = list(generate(model, tokenizer.encode(prompt), config.max_new_tokens,
-                            temperature=config.temperature, top_k=config.top_k,
-                            eos_id=tokenizer.eot_id, seed=config.seed + i))
-        rows.append({"prompt": question, "completion": tokenizer.decode(ids), "tokens": len(ids),
-                     "seed": config.seed + i, "temperature": config.temperature})
+        params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                                  top_k=config.top_k, top_p=config.top_p, seed=config.seed + i, qa=config.qa)
+        completion = complete(model, tokenizer, question, params)
+        rows.append({"prompt": question, "framed_prompt": qa_prompt(question) if config.qa else question,
+                     "completion": completion, "tokens": len(tokenizer.encode(completion)),
+                     "seed": params.seed, "temperature": params.temperature, "model_version": version})
     df = pl.DataFrame(rows)
     out = lake.path(*SAMPLES_FILE)
     atomic.write_parquet(out, df)
-    model_lineage = json.loads((out_dir / "lineage.json").read_text())
-    mlflow.setup()
-    tracking.log_samples(df.to_pandas(), run_id=model_lineage["mlflow_run_id"])
-    preview = "\n\n".join(f"**{r['prompt']}**\n\n> {r['completion'][:400]}" for r in rows)
+    run_id = upstream.get("mlflow_run_id")
+    if run_id:
+        run_artifacts.log_samples(df.to_pandas(), run_id=run_id)
+    # Whole samples; the QA framing's answer start ("... I think that") is shown so a
+    # sample reads from the start of a sentence, not mid-word.
+    answer_start = "I think that " if config.qa else ""
+    table = dg.MetadataValue.table(
+        records=[dg.TableRecord({"question": r["prompt"], "answer": answer_start + r["completion"],
+                                 "tokens": r["tokens"], "seed": r["seed"]}) for r in rows],
+        schema=dg.TableSchema(columns=[
+            dg.TableColumn("question", "string"), dg.TableColumn("answer", "string"),
+            dg.TableColumn("tokens", "int"), dg.TableColumn("seed", "int")]),
+    )
     return dg.MaterializeResult(
         metadata={
-            "samples": len(rows),
-            "preview": dg.MetadataValue.md(preview),
-            "table": markdown_table(["prompt", "completion"], [[r["prompt"], r["completion"][:160]] for r in rows]),
-            "mlflow_run_id": model_lineage["mlflow_run_id"],
+            "model_version": f"{mlflow.registered_model} v{version}",
+            "model_uri": model_uri,
+            "samples": table,
+            "samples_count": len(rows),
+            "mlflow_run_id": run_id or "",
             "path": dg.MetadataValue.path(str(out)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
             **lake.files_metadata("evaluation_samples"),

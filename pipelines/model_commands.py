@@ -1,0 +1,352 @@
+"""The ``lexgpt`` commands about models: generate, chat, compare, serve, lineage, promote,
+mlflow-ui, and the verdict a refresh prints after it trained.
+
+Every command that samples text goes through :func:`lexgpt.generate.stream_text` with a
+:class:`lexgpt.generate.GenerationParams` built from the same flags (same defaults as the
+served model and ``evaluation_samples``); a bad value is refused in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+from lexgpt.generation_params import GenerationParamError, GenerationParams
+
+DEFAULT_MODEL = "models:/lexgpt@champion"
+MAX_SAMPLES = 100
+MAX_PROMPTS = 100
+COMPARE_PROMPTS = [
+    "What do you think about language models?",
+    "Is there free will?",
+    "What is the meaning of life?",
+]
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"lexgpt {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _params(args: argparse.Namespace, **override) -> GenerationParams:
+    values = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+              "top_p": args.top_p, "seed": args.seed, "qa": args.qa, **override}
+    return GenerationParams.from_mapping(values)
+
+
+def _load(model_uri: str):
+    from lexgpt import packaging, tracking
+
+    tracking.configure()
+    return packaging.load_model_for_generation(model_uri)
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise GenerationParamError(f"{path}: cannot read the {what} ({getattr(err, 'strerror', None) or err})") from None
+
+
+def _stream(model, tokenizer, prompt: str, params: GenerationParams) -> str:
+    from lexgpt.generate import stream_text
+
+    pieces = []
+    for piece in stream_text(model, tokenizer, prompt, params):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser, *, qa: bool) -> None:
+    d = GenerationParams()
+    p.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI")
+    # Values stay strings here: GenerationParams checks them, so a bad one gets the same
+    # one-line message as in the served model.
+    p.add_argument("--max-new-tokens", default=d.max_new_tokens,
+                   help="tokens to generate (at most LEXGPT_MAX_NEW_TOKENS, default 1024)")
+    p.add_argument("--temperature", default=d.temperature, help="0 is greedy")
+    p.add_argument("--top-k", default=d.top_k, help="0 switches it off")
+    p.add_argument("--top-p", default=d.top_p, help="nucleus sampling; 1 switches it off")
+    p.add_argument("--seed", default=d.seed, help="sample i uses seed + i")
+    p.add_argument("--qa", action=argparse.BooleanOptionalAction, default=qa,
+                   help="the original notebook's podcast question-answer framing")
+
+
+# ------------------------------------------------------------------------- commands
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    try:
+        if (args.prompt is None) == (args.prompt_file is None):
+            raise GenerationParamError("give a prompt, @file.txt, or --prompt-file FILE (exactly one)")
+        if args.prompt_file is not None:  # the file's last newline ends the file, not the prompt
+            prompt = _read_text(args.prompt_file, "prompt file").removesuffix("\n")
+        elif args.prompt.startswith("@") and len(args.prompt) > 1:
+            prompt = _read_text(args.prompt[1:], "prompt file").removesuffix("\n")
+        else:
+            prompt = args.prompt
+        if not 1 <= args.num_samples <= MAX_SAMPLES:
+            raise GenerationParamError(f"--num-samples must be from 1 to {MAX_SAMPLES}, got {args.num_samples}")
+        first = _params(args)
+        from lexgpt.generate import check_prompt, qa_prompt
+
+        check_prompt(prompt)
+    except GenerationParamError as err:
+        return _fail("generate", str(err))
+    model, tokenizer = _load(args.model)
+    shown = qa_prompt(prompt) if first.qa else prompt
+    for i in range(args.num_samples):
+        params = _params(args, seed=first.seed + i if first.seed is not None else None)
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}/{args.num_samples} (seed {params.seed}) ---")
+        sys.stdout.write(shown)
+        _stream(model, tokenizer, prompt, params)
+        sys.stdout.write("\n")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    try:
+        params = _params(args)
+    except GenerationParamError as err:
+        return _fail("chat", str(err))
+    model, tokenizer = _load(args.model)
+    print(f"lexgpt chat with {args.model}: type a question, Enter to send, Ctrl-D to leave.")
+    turn = 0
+    try:
+        while True:
+            try:
+                question = input("you> ")
+            except EOFError:
+                print()
+                return 0
+            if not question.strip():
+                continue
+            seed = params.seed + turn if params.seed is not None else None
+            turn += 1
+            sys.stdout.write("lex> " + ("I think that " if params.qa else ""))
+            try:
+                _stream(model, tokenizer, question, _params(args, seed=seed))
+            except GenerationParamError as err:
+                sys.stdout.write(f"({err})")
+            sys.stdout.write("\n")
+    except KeyboardInterrupt:
+        print()
+        return 130
+
+
+def _val_bpc(model_uri: str) -> float | None:
+    from lexgpt import registry
+
+    if not model_uri.startswith("models:/"):
+        return None
+    return registry.version_val_bpc(registry.get_model_version(model_uri))
+
+
+def side_by_side(left: str, right: str, width: int) -> list[str]:
+    """Two texts wrapped into two columns of ``width`` characters, separated by `` | ``.
+
+    >>> side_by_side("one two three", "four", 7)
+    ['one two | four', 'three   | ']
+    """
+    a, b = textwrap.wrap(left, width) or [""], textwrap.wrap(right, width) or [""]
+    rows = max(len(a), len(b))
+    a, b = a + [""] * (rows - len(a)), b + [""] * (rows - len(b))
+    return [f"{x:<{width}} | {y}" for x, y in zip(a, b)]
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        prompts = COMPARE_PROMPTS
+        if args.prompts:
+            prompts = [line.strip() for line in _read_text(args.prompts, "prompts file").splitlines() if line.strip()]
+            if not 1 <= len(prompts) <= MAX_PROMPTS:
+                raise GenerationParamError(f"{args.prompts}: expected 1 to {MAX_PROMPTS} prompts, one a line, got {len(prompts)}")
+        base = _params(args)
+    except GenerationParamError as err:
+        return _fail("compare", str(err))
+    from lexgpt.generate import complete
+
+    models = [(uri, *_load(uri), _val_bpc(uri)) for uri in (args.model_a, args.model_b)]
+    width = max(30, (shutil.get_terminal_size((160, 24)).columns - 3) // 2)
+    heads = [f"{'AB'[i]}: {uri} ({f'{bpc:.4f}' if bpc is not None else '?'} val bits/char)"
+             for i, (uri, _, _, bpc) in enumerate(models)]
+    print(*side_by_side(heads[0], heads[1], width), sep="\n")
+    print("=" * (2 * width + 3))
+    answer_start = "I think that " if base.qa else ""
+    for i, prompt in enumerate(prompts):
+        params = _params(args, seed=base.seed + i if base.seed is not None else None)
+        texts = [answer_start + complete(model, tok, prompt, params) for _, model, tok, _ in models]
+        print(f"\n{prompt}  (seed {params.seed})")
+        print(*side_by_side(texts[0], texts[1], width), sep="\n")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lexgpt import paths
+
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI") or paths.tracking_uri()}
+    mlflow_cli = Path(bin_dir) / "mlflow"
+    cmd = [str(mlflow_cli) if mlflow_cli.exists() else "mlflow", "models", "serve", "-m", args.model,
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(args.workers),
+           "-t", str(args.timeout)]
+    print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations (store {env['MLFLOW_TRACKING_URI']})",
+          flush=True)
+    os.execvpe(cmd[0], cmd, env)
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from lexgpt import registry, tracking
+
+    tracking.configure()
+    info = registry.lineage(args.model)
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from lexgpt import registry, tracking
+
+    tracking.configure()
+    registry.set_alias(args.name, args.alias, args.version)
+    print(f"{args.name}@{args.alias} -> version {args.version}")
+    return 0
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    from lexgpt import paths
+
+    uri = paths.tracking_uri()
+    bin_dir = Path(sys.executable).parent
+    mlflow_cli = bin_dir / "mlflow"
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}, {args.workers} worker(s))")
+    os.execvp(str(mlflow_cli) if mlflow_cli.exists() else "mlflow",
+              ["mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", paths.artifact_root(),
+               "-h", args.host, "-p", str(args.port), "--workers", str(args.workers)])
+
+
+def add_model_commands(sub) -> None:
+    """Register generate, chat, compare, serve, lineage, promote and mlflow-ui."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("generate", help="stream generated text from a registered model", formatter_class=fmt,
+                       description="Stream text from a registered model. Every default below is also the "
+                       "served model's and evaluation_samples'.")
+    p.add_argument("prompt", nargs="?", help="the prompt, or @file.txt to read it from a file")
+    p.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
+    p.add_argument("--num-samples", type=int, default=1, help=f"samples to draw (1 to {MAX_SAMPLES})")
+    _add_sampling_flags(p, qa=False)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="ask the model questions in the terminal (Ctrl-D leaves)", formatter_class=fmt)
+    _add_sampling_flags(p, qa=True)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("compare", help="the same seeded prompts through two models, side by side",
+                       formatter_class=fmt)
+    p.add_argument("model_a", metavar="A", help="a model URI, e.g. models:/lexgpt/1")
+    p.add_argument("model_b", metavar="B", help="another, e.g. models:/lexgpt@champion")
+    p.add_argument("--prompts", metavar="FILE", help="one prompt a line (default: three built-in questions)")
+    _add_sampling_flags(p, qa=True)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("serve", help="serve a model over HTTP on 127.0.0.1 (MLflow scoring server)",
+                       formatter_class=fmt)
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, metavar="MODEL_URI")
+    p.add_argument("--port", type=int, default=5001)
+    p.add_argument("--workers", type=int, default=1, help="server processes (each holds the model)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds per request; generation stops then")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("lineage", help="data versions, rules hash and commit behind a model")
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("promote", help="point an alias (champion by default) at a model version")
+    p.add_argument("version")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--name", default="lexgpt")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("mlflow-ui", help="start the MLflow web UI", formatter_class=fmt)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1, help="server processes (each ~250 MB)")
+    p.set_defaults(func=cmd_mlflow_ui)
+
+
+# ------------------------------------------------------------------------- verdict
+
+
+def _latest_metadata(instance, name: str) -> tuple[dict, str | None]:
+    """The latest materialization's metadata of asset ``name`` (values unwrapped) and run id."""
+    import dagster as dg
+
+    event = instance.get_latest_materialization_event(dg.AssetKey(name))
+    if event is None or event.asset_materialization is None:
+        return {}, None
+    metadata = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    return metadata, event.run_id
+
+
+def _run_seconds(instance, run_id: str | None) -> float | None:
+    import dagster as dg
+
+    if run_id is None:
+        return None
+    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[run_id]), limit=1)
+    if not records or records[0].start_time is None or records[0].end_time is None:
+        return None
+    return records[0].end_time - records[0].start_time
+
+
+def verdict(instance, executed: list[str]) -> list[str]:
+    """The lines :func:`lexgpt.report.verdict_lines` prints after a refresh that ran
+    ``trained_model`` (none otherwise), from what Dagster and MLflow recorded."""
+    from lexgpt.report import verdict_lines
+
+    if "trained_model" not in executed:
+        return []
+    times = []
+    for name in executed:
+        seconds = _run_seconds(instance, _latest_metadata(instance, name)[1])
+        if seconds is not None:
+            times.append((name, seconds))
+    model, _ = _latest_metadata(instance, "trained_model")
+    version, bpc, alias = model.get("registered_version"), model.get("val_bpc"), model.get("alias")
+    champion = None
+    if model.get("previous_champion_version"):
+        champion = (str(model["previous_champion_version"]), model.get("previous_champion_val_bpc"))
+    if alias == "challenger":  # compared with the champion that stays
+        try:
+            from lexgpt import registry, tracking
+
+            tracking.configure()
+            current = registry.version_by_alias("lexgpt", registry.CHAMPION)
+            if current is not None:
+                champion = (str(current.version), registry.version_val_bpc(current))
+        except Exception:  # noqa: BLE001 - the verdict never fails a refresh that worked
+            pass
+    baseline = _latest_metadata(instance, "ngram_baseline")[0].get("val_bpc")
+    samples = []
+    if "evaluation_samples" in executed:
+        table = _latest_metadata(instance, "evaluation_samples")[0].get("samples")
+        for record in (getattr(table, "records", None) or [])[:3]:
+            data = record.data
+            samples.append((str(data.get("question", "")), str(data.get("answer", ""))))
+    return verdict_lines(times=times, new=(str(version), float(bpc)) if version and bpc is not None else None,
+                         alias=alias, champion=champion,
+                         baseline_bpc=float(baseline) if isinstance(baseline, (int, float)) else None,
+                         samples=samples)
