@@ -285,7 +285,7 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     # `lexgpt mlflow-ui` as a user starts it (one worker by default).
     cmd = [sys.executable, "-m", "pipelines.cli", "mlflow-ui", "--port", str(port)]
     with _server(cmd, log, env) as proc:
-        _wait_http(f"{base}/health", proc, log, timeout=120)
+        _wait_http(f"{base}/health", proc, log, timeout=300)  # minutes on a busy 2-core box
         with _server([sys.executable, "-m", "pipelines.cli", "refresh", "--config", str(config)],
                      refresh_log, env | {"OMP_NUM_THREADS": "1"}) as refresh, _browser() as page:
             page.add_init_script(MLFLOW_NO_ASSISTANT)  # its first-visit side panel covers the page
