@@ -25,12 +25,11 @@ HF ``tokenizers`` nor ``tiktoken`` can represent).
 
 from __future__ import annotations
 
-import heapq
 import json
 import multiprocessing
 import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 import regex
 
 from lexgpt.atomic import write_text
+from lexgpt.bpe_merges import learn_merges
 from lexgpt.hashing import sha256_bytes
 from lexgpt.tokenizer_file import FORMAT_VERSION, TokenizerFileError, read_tokenizer_file
 from lexgpt.workers import reset_signals
@@ -256,7 +256,7 @@ class BPETokenizer:
             counts = Counter()
             for part in _pool_map(_count_range, texts, n_workers):
                 counts.update(part)
-        return cls(_learn_merges(counts, n_merges), special_tokens)
+        return cls(learn_merges(counts, n_merges), special_tokens)
 
     # ----------------------------------------------------------------------- encoding
     def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
@@ -359,147 +359,16 @@ class BPETokenizer:
 
     # ------------------------------------------------------------------------ exports
     def export_hf(self, path: str | os.PathLike[str]) -> None:
-        """Write a ``tokenizer.json`` for HF ``tokenizers`` that encodes like this tokenizer.
+        """Write a ``tokenizer.json`` for HF ``tokenizers`` (``lexgpt.tokenizer_export``)."""
+        from lexgpt.tokenizer_export import export_hf
 
-        Pipeline there: split with our pattern, map bytes to GPT-2's printable characters
-        (ByteLevel without its own regex), BPE with our merges. HF also matches special
-        token strings inside text, which :meth:`encode` deliberately does not.
-        """
-        sym = _bytes_to_unicode()
-        name = ["".join(sym[c] for c in b) for b in self._bytes[: 256 + len(self.merges)]]
-        doc = {
-            "version": "1.0",
-            "truncation": None,
-            "padding": None,
-            "added_tokens": [
-                {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-                 "normalized": False, "special": True}
-                for s, i in self.special_tokens.items()
-            ],
-            "normalizer": None,
-            "pre_tokenizer": {
-                "type": "Sequence",
-                "pretokenizers": [
-                    {"type": "Split", "pattern": {"Regex": self.pattern}, "behavior": "Isolated", "invert": False},
-                    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-                ],
-            },
-            "post_processor": None,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-            "model": {
-                "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                "vocab": {**{n: i for i, n in enumerate(name)}, **self.special_tokens},
-                "merges": [[name[a], name[b]] for a, b in self.merges],
-            },
-        }
-        write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        export_hf(self, path)
 
     def to_tiktoken(self, name: str = "lexgpt"):
-        """A ``tiktoken.Encoding`` with our merges (tiktoken must be installed).
+        """A ``tiktoken.Encoding`` with our merges (``lexgpt.tokenizer_export``)."""
+        from lexgpt.tokenizer_export import to_tiktoken
 
-        tiktoken ranks byte strings, not pairs: it merges the adjacent pair whose
-        concatenation has the lowest rank. That usually, not always, equals our pair
-        merges, so compare outputs before relying on it.
-        """
-        import tiktoken
-
-        ranks = {b: i for i, b in enumerate(self._bytes[: 256 + len(self.merges)])}
-        return tiktoken.Encoding(name, pat_str=self.pattern, mergeable_ranks=ranks, special_tokens=self.special_tokens)
+        return to_tiktoken(self, name)
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"
-
-
-def _learn_merges(counts: Counter[str], n_merges: int) -> list[tuple[int, int]]:
-    """The BPE loop over unique chunks ``counts`` (chunk -> occurrences)."""
-    words = [list(c.encode("utf-8")) for c in counts]
-    freqs = list(counts.values())
-    stats: dict[tuple[int, int], int] = {}
-    where: dict[tuple[int, int], set[int]] = {}  # pair -> chunks that (may) hold it
-    for wi, (w, f) in enumerate(zip(words, freqs)):
-        for p in zip(w, w[1:]):
-            stats[p] = stats.get(p, 0) + f
-            where.setdefault(p, set()).add(wi)
-    # Max-heap by (count desc, pair asc) via negated counts. Entries go stale when a
-    # count changes; a popped entry is used only if it still matches ``stats``.
-    heap = [(-c, a, b) for (a, b), c in stats.items()]
-    heapq.heapify(heap)
-    tokens = [bytes([i]) for i in range(256)]
-    known = set(tokens)
-    merges: list[tuple[int, int]] = []
-    while len(merges) < n_merges and heap:
-        negc, a, b = heapq.heappop(heap)
-        pair = (a, b)
-        if stats.get(pair) != -negc:
-            continue
-        merged = tokens[a] + tokens[b]
-        if merged in known:  # see the module docstring: bytes must stay unique
-            del stats[pair]
-            where.pop(pair, None)
-            continue
-        new = 256 + len(merges)
-        merges.append(pair)
-        tokens.append(merged)
-        known.add(merged)
-        # Rewrite each chunk holding the pair; only the neighbours of a merged
-        # occurrence change: (prev, a) -> (prev, new) and (b, next) -> (new, next).
-        # ``prev`` is read from the rewritten output, which makes runs like "abab"
-        # come out right: the (new, a) added for the first hit is taken back by the second.
-        delta: defaultdict[tuple[int, int], int] = defaultdict(int)
-        for wi in where.pop(pair):
-            w = words[wi]
-            if len(w) < 2:
-                continue
-            f = freqs[wi]
-            out: list[int] = []
-            i, n, hit = 0, len(w), False
-            while i < n:
-                if w[i] == a and i + 1 < n and w[i + 1] == b:
-                    hit = True
-                    if out:
-                        prv = out[-1]
-                        delta[prv, a] -= f
-                        delta[prv, new] += f
-                        where.setdefault((prv, new), set()).add(wi)
-                    if i + 2 < n:
-                        nxt = w[i + 2]
-                        delta[b, nxt] -= f
-                        delta[new, nxt] += f
-                        where.setdefault((new, nxt), set()).add(wi)
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            if hit:
-                words[wi] = out
-        del stats[pair]
-        delta.pop(pair, None)
-        for p, d in delta.items():
-            if d == 0 or p not in stats and d < 0:
-                continue
-            c = stats.get(p, 0) + d
-            if c > 0:
-                stats[p] = c
-                heapq.heappush(heap, (-c, p[0], p[1]))
-            else:
-                stats.pop(p, None)
-    return merges
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character map, which HF's ByteLevel uses.
-
-    Printable Latin-1 bytes map to themselves; the rest (controls, space, ...) are moved
-    to 256 and up so every byte is a visible character: ``b' '`` -> 'Ġ'.
-    """
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    out, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            out[b] = chr(b)
-        else:
-            out[b] = chr(256 + extra)
-            extra += 1
-    return out

@@ -27,7 +27,6 @@ does not keep the CPU busy.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from lexgpt.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_model
+from lexgpt.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, save_model, set_rng_state
 from lexgpt.dataloader import BatchSampler
 from lexgpt.device import autocast_for, compile_pays, dist_env, peak_flops, pick_device, set_cpu_threads
 from lexgpt.loss_eval import evaluate
@@ -162,7 +162,7 @@ def train(
         step, history, elapsed_before = ckpt["step"], ckpt["history"], ckpt["elapsed_s"]
         best = ckpt["best"]
         if len(ckpt["rng"]) == world:
-            _set_rng_state(ckpt["rng"][rank], device)
+            set_rng_state(ckpt["rng"][rank], device)
         else:  # another world size: exact replay is impossible anyway
             torch.manual_seed(cfg.seed + 1000 * step + rank)
         del ckpt
@@ -185,10 +185,10 @@ def train(
                         world_size=world)  # fmt: skip
 
     def save(elapsed_s: float) -> None:
-        rng = [_rng_state(device)]
+        rng = [rng_state(device)]
         if world > 1:
             rng = [None] * world
-            dist.all_gather_object(rng, _rng_state(device))
+            dist.all_gather_object(rng, rng_state(device))
             rng = [{k: v.cpu() for k, v in r.items()} for r in rng]
         if master:
             save_checkpoint(ckpt_path, {
@@ -322,19 +322,6 @@ def _mean_over_ranks(t: torch.Tensor, device: torch.device, world: int) -> torch
     out = t.detach().double().reshape(1).to(device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out.cpu()[0] / world
-
-
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def shards_vocab_size(data_dir: Path) -> int | None:

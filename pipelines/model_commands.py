@@ -226,6 +226,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from lexgpt.export import export_hf
+
+    model, tokenizer = _load(args.model)
+    out = export_hf(model, tokenizer, args.out_dir)
+    print(f"{args.model} -> {out} (load with transformers.AutoModelForCausalLM.from_pretrained('{out}'))")
+    return 0
+
+
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from lexgpt import paths
 
@@ -279,6 +288,11 @@ def add_model_commands(sub) -> None:
     p.add_argument("--alias", default="champion")
     p.add_argument("--name", default="lexgpt")
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("export", help="write a model as Hugging Face safetensors + config + tokenizer")
+    p.add_argument("model", help="MLflow model URI, e.g. models:/lexgpt@champion")
+    p.add_argument("out_dir", help="folder for model.safetensors, config.json, tokenizer.json")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow web UI", formatter_class=fmt)
     p.add_argument("--host", default="127.0.0.1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import regex
@@ -114,7 +115,7 @@ def test_save_load(tok, tmp_path):
     assert back.sha256 == tok.sha256
 
 
-def _tampered(tok, tmp_path, edit) -> "Path":
+def _tampered(tok, tmp_path, edit) -> Path:
     tok.save(tmp_path / "tok.json")
     doc = json.loads((tmp_path / "tok.json").read_text())
     edit(doc)

@@ -73,6 +73,12 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert "raw_subtitles" in third["skipped"]
     assert_all_fresh(config)
     assert sha256_file(lake / "bpe_vocab" / "tokenizer.json") != vocab_hash
+    # The val text changed ("think" -> "reckon"), so the gate re-scored the old champion on
+    # the new val text before comparing, and recorded both of its numbers.
+    meta = _model_metadata(lexgpt_home)
+    assert meta["previous_champion_version"] == "1"
+    assert meta["previous_champion_val_bpc_on_this_val"] != meta["previous_champion_val_bpc"]
+    assert meta["val_fraction"] == 1.0 and "ngram_val_bpc" in meta
 
     # The model the refresh registered is usable from the command line, with its lineage.
     lineage = lexgpt_cli("lineage", "models:/lexgpt@champion").stdout

@@ -505,3 +505,19 @@ def test_lexgpt_serve_answers_invocations_on_localhost(store, tmp_path, tiny_mod
         assert "max_new_tokens must be a whole number from 0 to 1024" in err.value.read().decode()
     finally:
         kill_group(server)
+
+
+def test_lexgpt_export_writes_what_transformers_loads(store, tmp_path, tiny_model_files, capsys):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from pipelines.cli import main
+
+    _register(*tiny_model_files)
+    assert main(["export", "models:/lexgpt@champion", str(tmp_path / "hf")]) == 0
+    assert "from_pretrained" in capsys.readouterr().out
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    ours, _ = packaging.load_model_for_generation("models:/lexgpt@champion")
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert (ours(ids)[0] - hf(ids).logits).abs().max().item() <= 1e-4

@@ -10,7 +10,7 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from lexgpt import atomic, cleaning, packaging, paths, registry, run_artifacts, tracking
+from lexgpt import atomic, cleaning, packaging, registry, run_artifacts, tracking
 from lexgpt.generation_params import GenerationParams
 from lexgpt.report import EvalLines
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
