@@ -12,7 +12,7 @@ plateau, then a linear warmdown to ``min_lr_frac`` of each group's base rate ove
 
 >>> lr_multiplier(progress=0.5, step=100, warmup_steps=10, warmdown=0.4, min_lr_frac=0.0)
 1.0
->>> lr_multiplier(progress=0.8, step=100, warmup_steps=10, warmdown=0.4, min_lr_frac=0.0)
+>>> round(lr_multiplier(progress=0.8, step=100, warmup_steps=10, warmdown=0.4, min_lr_frac=0.0), 6)
 0.5
 >>> lr_multiplier(progress=0.0, step=4, warmup_steps=10, warmdown=0.4, min_lr_frac=0.0)
 0.5

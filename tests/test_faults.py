@@ -214,7 +214,8 @@ def test_temp_file_of_a_dead_writer_goes_at_once(tmp_path: Path):
 TRAIN_ARGS = [
     "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32",
     "--batch-size", "4", "--max-steps", "400", "--warmup-steps", "10", "--log-every", "10",
-    "--eval-every", "100", "--eval-tokens", "1024", "--checkpoint-every", "40", "--no-progress",
+    "--eval-every", "100", "--eval-windows", "32", "--checkpoint-every", "40", "--checkpoint-minutes", "1000",
+    "--max-minutes", "0", "--no-compile", "--no-progress",
 ]
 
 

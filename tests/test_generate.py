@@ -31,8 +31,12 @@ BLOCK = 16
 def model() -> GPT:
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=40, block_size=BLOCK, n_layer=2, n_head=2, n_embd=32)
+    model = GPT(cfg)
+    with torch.no_grad():  # zero-initialised projections would make every logit equal
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
     # float64: cached and recomputed logits then agree far below any argmax tie.
-    return GPT(cfg).double().eval()
+    return model.double().eval()
 
 
 PROMPT = [1, 5, 9, 2, 7]
