@@ -12,7 +12,6 @@ import polars as pl
 
 from lexgpt import atomic, cleaning, packaging, registry, run_artifacts, tracking
 from lexgpt.generation_params import GenerationParams
-from lexgpt.report import EvalLines
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
 from pipelines.assets.baseline import RESULT_FILE as NGRAM_RESULT_FILE
 from pipelines.assets.baseline import ngram_baseline
@@ -148,7 +147,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     with tracking.start_run(f"{preset}-{run_key[:8]}", experiment=mlflow.experiment, tags=tags) as run:
         run_id = run.info.run_id
         tracking.log_params({**full_config, "preset": preset, "run_key": run_key}, run_id=run_id)
-        live = tracking.LiveMetrics(run_id, on_row=EvalLines(train_cfg.max_steps, train_cfg.max_minutes))
+        live = tracking.LiveMetrics(run_id)
         result = train(model_cfg, train_cfg, lake.path(*SHARDS_DIR), work_dir,
                        tokenizer.token_char_counts(), on_metrics=live, progress=True)
         live.close(result.history)
