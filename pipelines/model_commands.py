@@ -241,10 +241,28 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     uri = paths.tracking_uri()
     bin_dir = Path(sys.executable).parent
     mlflow_cli = bin_dir / "mlflow"
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}, {args.workers} worker(s))")
+    print(f"MLflow UI on {_experiment_url(uri, f'http://{args.host}:{args.port}')} "
+          f"(store {uri}, {args.workers} worker(s))", flush=True)
     os.execvp(str(mlflow_cli) if mlflow_cli.exists() else "mlflow",
               ["mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", paths.artifact_root(),
                "-h", args.host, "-p", str(args.port), "--workers", str(args.workers)])
+
+
+def _experiment_url(uri: str, base: str) -> str:
+    """The lexgpt experiment's training runs. MLflow 3's UI remembers a GenAI-or-ML choice
+    per browser (GenAI at first) that overrides the experiment's kind tag, so the link
+    says ``workflowType=machine_learning``."""
+    from lexgpt import tracking
+
+    page = "#/experiments"
+    try:
+        tracking.configure(uri)
+        exp = tracking.client().get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
+        if exp is not None:
+            page = f"#/experiments/{exp.experiment_id}/runs"
+    except Exception:  # noqa: BLE001 - no store yet: the experiments list
+        pass
+    return f"{base}/{page}?workflowType=machine_learning"
 
 
 def add_model_commands(sub) -> None:

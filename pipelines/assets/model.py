@@ -164,6 +164,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
                                   rules_path=cleaning.rules_path(), run_id=run_id, log_metrics=False)
         tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss,
                                             "ngram_val_bpc": baseline["val_bpc"]})
+        tracking.show_score_in_run_name(run_id, result.val_bpc)
         version = packaging.log_and_register_model(
             weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
             val_bpc=result.val_bpc, tags=tags, run_id=run_id,
