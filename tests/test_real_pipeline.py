@@ -28,6 +28,7 @@ def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
     home = use_home(monkeypatch, tmp_path / "home", REAL_LEXICAP)
 
     run = lexgpt_cli("run", "--json", timeout=1700)
+    print(run.stdout[-2500:])  # the verdict: per-asset times, the model's and the baseline's bits/char
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["executed"] == ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards",
                                   "ngram_baseline", "trained_model", "evaluation_samples"]
