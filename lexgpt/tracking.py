@@ -321,11 +321,12 @@ def log_metrics_final(run_id: str | None, metrics: Mapping[str, Any], *, step: i
 
 
 def show_score_in_run_name(run_id: str, val_bpc: float) -> str:
-    """Append ``val_bpc 1.865`` to the run's name: MLflow 3's runs list shows no metric
-    column until a user picks one, but it always shows the name. Returns the new name."""
+    """Start the run's name with its score (``1.865 bpc cpu-tiny-1a2b3c4d``): MLflow 3's
+    runs list shows no metric column until a user picks one, but always shows the start
+    of the name. Returns the new name."""
     mlflow_client = client()
     name = mlflow_client.get_run(run_id).info.run_name or run_id[:8]
-    name = f"{name.split(' val_bpc ')[0]} val_bpc {val_bpc:.3f}"
+    name = f"{val_bpc:.3f} bpc {re.sub(r'^[0-9.]+ bpc ', '', name)}"
     mlflow_client.set_tag(run_id, "mlflow.runName", name)
     return name
 

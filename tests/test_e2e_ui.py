@@ -349,7 +349,7 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
             link = _experiment_url(uri, base)
             assert link == f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
             page.goto(link, wait_until="domcontentloaded")
-            assert run["info"]["run_name"].endswith(f" val_bpc {metrics['val_bpc']:.3f}")
+            assert run["info"]["run_name"].startswith(f"{metrics['val_bpc']:.3f} bpc ")
             _wait_for_texts(page, ["Runs", "lexgpt", run["info"]["run_name"]], timeout_s=90)
             _close_mlflow_assistant(page)
             assert "/runs" in page.url, page.url

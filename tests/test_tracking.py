@@ -127,9 +127,9 @@ def test_live_metrics_reach_the_run_while_it_is_open(store):
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert sorted(m.step for m in losses) == [5, 10, 20]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "val_bpc")] == [2.2]
-    assert tracking.show_score_in_run_name(run.info.run_id, 2.2) == "live val_bpc 2.200"
-    assert tracking.show_score_in_run_name(run.info.run_id, 2.1) == "live val_bpc 2.100"  # not appended twice
-    assert client.get_run(run.info.run_id).info.run_name == "live val_bpc 2.100"
+    assert tracking.show_score_in_run_name(run.info.run_id, 2.2) == "2.200 bpc live"
+    assert tracking.show_score_in_run_name(run.info.run_id, 2.1) == "2.100 bpc live"  # not prefixed twice
+    assert client.get_run(run.info.run_id).info.run_name == "2.100 bpc live"
 
 
 def test_relative_sqlite_uri_is_refused():
