@@ -53,7 +53,7 @@ POINTS = {
 }
 TINY = """\
 bpe_vocab: {vocab_size: 300}
-trained_model: {preset: cpu-tiny, max_steps: 200, batch_size: 8, eval_every: 100, eval_tokens: 2048,
+trained_model: {preset: test-tiny, max_steps: 200, batch_size: 8, eval_every: 100, eval_windows: 32,
                 n_layer: 2, n_embd: 64, n_head: 2, block_size: 64, max_val_bpc: 10.0}
 evaluation_samples: {max_new_tokens: 20}
 """

@@ -1,6 +1,6 @@
 """KV-cache vs full-recompute generation speed (random-init weights: speed only).
 
-    python bench/generate.py                       # cpu-tiny, block 128 and block 1024
+    python bench/generate.py                       # cpu-small, block 256 and block 1024
     python bench/generate.py --preset seed-76m --block-size 256
 
 Both paths sample greedily from the same prompt and must produce the same tokens. With
@@ -33,7 +33,7 @@ def timed(model: GPT, prompt: list[int], n: int, use_cache: bool, repeat: int = 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--preset", default="cpu-tiny")
+    p.add_argument("--preset", default="cpu-small")
     p.add_argument("--vocab-size", type=int, default=1000)
     p.add_argument("--block-size", type=int, nargs="*", default=None,
                    help="one or more; default: the preset's and 1024")  # fmt: skip

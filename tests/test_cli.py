@@ -109,16 +109,17 @@ def trained(tmp_path_factory):
 def test_refresh_that_trained_ends_with_a_verdict(trained):
     _, result = trained
     out = result.stdout[result.stdout.index("\nverdict"):]
-    for asset in ("raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "trained_model",
-                  "evaluation_samples"):
+    for asset in ("raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline",
+                  "trained_model", "evaluation_samples"):
         assert re.search(rf"^  {asset} +\d+\.\d s$", out, re.M), out
     assert re.search(r"^  new model +lexgpt v1: \d\.\d{4} val bits/char -> champion$", out, re.M), out
     assert "champion " not in out.split("-> champion")[1]  # no previous champion for the first model
-    assert "n-gram baseline" not in out  # no ngram_baseline asset materialized here
+    assert re.search(r"^  n-gram baseline +\d\.\d{4} val bits/char$", out, re.M), out
     samples = out[out.index("  samples\n"):].splitlines()[1:]
     assert len(samples) == 3 and all(" -> I think that" in s for s in samples), samples
     # one line per evaluation during training (the tiny config evaluates at 15 and 30)
-    assert re.search(r"step 15/30  train loss \d+\.\d{3}  val bits/char \d+\.\d{3}  [\d,]+ tok/s", result.stderr)
+    assert re.search(r"step 15: train loss \d+\.\d{3}, val \d+\.\d{3} bits/char \(\d+% of val\), [\d,]+ tokens/s, "
+                     r"15 steps left", result.stderr), result.stderr[-2000:]
 
 
 @pytest.mark.slow  # one tiny training + a model load per command
