@@ -119,13 +119,15 @@ def install_crash(point: str) -> None:
 
         lexgpt.train.train = train
     elif kind == "mid_mlflow_logging":
-        lexgpt.tracking.log_history = lambda *a, **k: die()
+        lexgpt.tracking.log_metrics_final = lambda *a, **k: die()  # the run is open, metrics half-logged
     elif kind == "mid_model_logging":
         import mlflow.pyfunc
 
         mlflow.pyfunc.log_model = lambda *a, **k: die()
     elif kind == "between_register_and_alias":
-        lexgpt.tracking.promote = lambda *a, **k: die()
+        import lexgpt.registry
+
+        lexgpt.registry.promote = lambda *a, **k: die()
     else:
         raise SystemExit(f"unknown crash point {point!r} (points: {', '.join(POINTS)})")
 
