@@ -180,7 +180,8 @@ def train(
     peak = peak_flops(device)
 
     def run_eval(max_windows: int) -> dict[str, float]:
-        return evaluate(model, data_dir / "val.bin", block, cfg.batch_size, token_chars,
+        # Eager: compiling the eval shapes too would spend the training budget on recompiles.
+        return evaluate(raw_model, data_dir / "val.bin", block, cfg.batch_size, token_chars,
                         max_windows=max_windows, device=device, autocast=autocast, rank=rank,
                         world_size=world)  # fmt: skip
 
