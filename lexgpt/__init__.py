@@ -9,10 +9,20 @@ The library has one concept per module and no Dagster imports:
 - ``cleaning``   the ordered, user-editable cleaning rules (``cleaning_rules.toml``)
 - ``corpus``     cues -> one cleaned text per episode, validated by pandera
 - ``bpe``        byte-level BPE tokenizer (train, encode, decode, save, load)
-- ``tokenizer_file`` the tokenizer's JSON file, every field checked on load
+- ``bpe_merges`` the merge-counting core of BPE training
+- ``tokenizer_file``   the tokenizer's JSON file, every field checked on load
+- ``tokenizer_export`` the tokenizer as a Hugging Face ``tokenizer.json``
 - ``shards``     corpus -> uint16 token shards for train and val, memory-mapped reads
-- ``model``      the GPT (decoder-only transformer)
-- ``train``      the training loop (AdamW, warmup + cosine, eval in bits per character)
+- ``ngram``      the count-based baseline: interpolated Kneser-Ney on the same shards
+- ``model``      the GPT (decoder-only transformer, Qwen3-style block)
+- ``dataloader`` random training batches from the memory-mapped train shard
+- ``optim``      Muon + AdamW parameter groups and the learning-rate schedule
+- ``device``     device, precision, compile and thread choices; peak FLOPs for MFU
+- ``loss_eval``  bits per character on the val shard (every target scored once)
+- ``checkpoint`` save/resume a training state; ``load_model``, the one loader of weights
+- ``interrupts`` Ctrl-C that stops a long loop even where a library drops it
+- ``train``      the training loop and its CLI (``python -m lexgpt.train``)
+- ``export``     the weights as a Hugging Face ``Qwen3ForCausalLM`` folder
 - ``generation_params``  how to sample: one set of defaults, validated in one place
 - ``generate``   prompt in, streamed text out (sampling with a KV cache)
 - ``report``     the terminal's line per evaluation and the verdict after training
@@ -23,6 +33,8 @@ The library has one concept per module and no Dagster imports:
 - ``mlflow_model``  the pyfunc itself (runs inside MLflow, models from code)
 - ``registry``   the champion gate, promotion, lineage of a model version
 - ``atomic``     atomic file writes for everything in the data lake
+- ``lock``       one writer per home folder (a lock file naming its holder)
+- ``hashing``    content hashes recorded with every artifact
 - ``workers``    process-pool workers that do not run the parent's signal handlers
 - ``paths``      where the local stores live
 """

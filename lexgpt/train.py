@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from lexgpt.checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, save_model, set_rng_state
 from lexgpt.dataloader import BatchSampler
+from lexgpt.interrupts import stop_on_interrupt
 from lexgpt.device import autocast_for, compile_pays, dist_env, peak_flops, pick_device, set_cpu_threads
 from lexgpt.loss_eval import evaluate
 from lexgpt.model import PRESET_ALIASES, GPT, GPTConfig
@@ -213,69 +214,71 @@ def train(
     bar = tqdm(total=cfg.max_steps or None, initial=step, disable=not (progress and master), unit="step",
                mininterval=0.1 if interactive else 30.0)  # fmt: skip
 
-    # --- the loop
-    t0 = time.perf_counter()
-    t_log, step_log, t_ckpt, step_ckpt = t0, step, t0, step
-    tokens_timed, seconds_timed = 0, 0.0  # training throughput, evals excluded
-    while True:
-        elapsed = _synced(elapsed_before + time.perf_counter() - t0, device, world)
-        progress_frac = max(step / cfg.max_steps if cfg.max_steps else 0.0, elapsed / budget_s if budget_s else 0.0)
-        if progress_frac >= 1.0:
-            break
-        mult = lr_multiplier(progress_frac, step, cfg.warmup_steps, cfg.warmdown, cfg.min_lr_frac)
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * mult
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(cfg.grad_accum):
-            x, y = sampler.batch((step * cfg.grad_accum + micro) * world + rank, device)
-            # Gradients are all-reduced once per step, on the last micro-step only.
-            last = micro == cfg.grad_accum - 1
-            with contextlib.nullcontext() if world == 1 or last else ddp_model.no_sync():
-                with autocast or contextlib.nullcontext():
-                    _, loss = ddp_model(x, y)
-                (loss / cfg.grad_accum).backward()
-            loss_sum += loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or float("inf"))
-        for opt in optimizers:
-            opt.step()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
+    # --- the loop (Ctrl-C stops it between two steps; see lexgpt.interrupts)
+    with bar, stop_on_interrupt() as stop:
+        t0 = time.perf_counter()
+        t_log, step_log, t_ckpt, step_ckpt = t0, step, t0, step
+        tokens_timed, seconds_timed, tok_s = 0, 0.0, 0.0  # training throughput, evals excluded
+        while True:
+            elapsed = _synced(elapsed_before + time.perf_counter() - t0, device, world)
+            progress_frac = max(step / cfg.max_steps if cfg.max_steps else 0.0,
+                                elapsed / budget_s if budget_s else 0.0)
+            if progress_frac >= 1.0:
+                break
+            stop.check()
+            mult = lr_multiplier(progress_frac, step, cfg.warmup_steps, cfg.warmdown, cfg.min_lr_frac)
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * mult
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(cfg.grad_accum):
+                x, y = sampler.batch((step * cfg.grad_accum + micro) * world + rank, device)
+                # Gradients are all-reduced once per step, on the last micro-step only.
+                last = micro == cfg.grad_accum - 1
+                with contextlib.nullcontext() if world == 1 or last else ddp_model.no_sync():
+                    with autocast or contextlib.nullcontext():
+                        _, loss = ddp_model(x, y)
+                    (loss / cfg.grad_accum).backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or float("inf"))
+            for opt in optimizers:
+                opt.step()
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
 
-        metrics: dict[str, float] = {}
-        if step % cfg.log_every == 0:
-            train_loss = float(_mean_over_ranks(loss_sum / cfg.grad_accum, device, world))
-            t_now = time.perf_counter()
-            tok_s = (step - step_log) * tokens_per_step / max(t_now - t_log, 1e-9)
-            tokens_timed += (step - step_log) * tokens_per_step
-            seconds_timed += t_now - t_log
-            t_log, step_log = t_now, step
-            metrics.update(train_loss=train_loss, lr_multiplier=mult, grad_norm=float(grad_norm),
-                           tokens_per_s=tok_s, tokens_seen=float(step * tokens_per_step))  # fmt: skip
-            if peak:
-                metrics["mfu"] = tok_s * flops_per_token / (peak * world)
-            bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=interactive)
-        if step % cfg.eval_every == 0:
-            val = run_eval(cfg.eval_windows)
-            metrics.update(val_loss=val["val_loss"], val_bpc=val["val_bpc"])
-            if cfg.keep_best and val["val_bpc"] < best["bpc"]:
-                best = {"bpc": val["val_bpc"], "step": step, "state": _cpu_copy(raw_model.state_dict())}
-            if master:
-                left = f"{(budget_s - elapsed) / 60:.1f} min left" if budget_s else f"{cfg.max_steps - step} steps left"
-                bar.write(f"step {step}: train loss {metrics.get('train_loss', float(loss_sum)):.3f}, "
-                          f"val {val['val_bpc']:.3f} bits/char ({val['val_fraction']:.0%} of val), "
-                          f"{metrics.get('tokens_per_s', 0):,.0f} tokens/s, {left}", file=sys.stderr)  # fmt: skip
-            t_log = time.perf_counter()  # eval time is not training throughput
-        if metrics and master:
-            emit(metrics)
-        now = time.perf_counter()
-        if step - step_ckpt >= cfg.checkpoint_every or now - t_ckpt >= cfg.checkpoint_minutes * 60:
-            save(elapsed_before + now - t0)
-            t_ckpt, step_ckpt = time.perf_counter(), step
-            t_log += t_ckpt - now  # nor is checkpoint time
-    bar.close()
+            metrics: dict[str, float] = {}
+            if step % cfg.log_every == 0:
+                train_loss = float(_mean_over_ranks(loss_sum / cfg.grad_accum, device, world))
+                t_now = time.perf_counter()
+                tok_s = (step - step_log) * tokens_per_step / max(t_now - t_log, 1e-9)
+                tokens_timed += (step - step_log) * tokens_per_step
+                seconds_timed += t_now - t_log
+                t_log, step_log = t_now, step
+                metrics.update(train_loss=train_loss, lr_multiplier=mult, grad_norm=float(grad_norm),
+                               tokens_per_s=tok_s, tokens_seen=float(step * tokens_per_step))  # fmt: skip
+                if peak:
+                    metrics["mfu"] = tok_s * flops_per_token / (peak * world)
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=interactive)
+            if step % cfg.eval_every == 0:
+                val = run_eval(cfg.eval_windows)
+                metrics.update(val_loss=val["val_loss"], val_bpc=val["val_bpc"])
+                if cfg.keep_best and val["val_bpc"] < best["bpc"]:
+                    best = {"bpc": val["val_bpc"], "step": step, "state": _cpu_copy(raw_model.state_dict())}
+                if master:
+                    left = f"{(budget_s - elapsed) / 60:.1f} min left" if budget_s else f"{cfg.max_steps - step} steps left"
+                    bar.write(f"step {step}: train loss {metrics.get('train_loss', float(loss_sum)):.3f}, "
+                              f"val {val['val_bpc']:.3f} bits/char ({val['val_fraction']:.0%} of val), "
+                              f"{tok_s:,.0f} tokens/s, {left}", file=sys.stderr)  # fmt: skip
+                t_log = time.perf_counter()  # eval time is not training throughput
+            if metrics and master:
+                emit(metrics)
+            now = time.perf_counter()
+            if step - step_ckpt >= cfg.checkpoint_every or now - t_ckpt >= cfg.checkpoint_minutes * 60:
+                save(elapsed_before + now - t0)
+                t_ckpt, step_ckpt = time.perf_counter(), step
+                t_log += t_ckpt - now  # nor is checkpoint time
 
     # --- pick the kept weights and score them on the whole val split
     if cfg.keep_best:

@@ -36,6 +36,7 @@ import dagster as dg
 
 from lexgpt import paths
 from lexgpt.hashing import sha256_json
+from lexgpt.interrupts import stop_on_interrupt
 from pipelines.lake import (
     CODE_VERSION_TAG,
     FILES_KEY,
@@ -291,24 +292,33 @@ def refresh(
     report = RefreshReport()
     current = "the source observation"
     try:
-        observe_sources(defs, instance, on_run)
-        staleness = Staleness(defs, instance, effective_config)
-        for node in staleness.nodes:
-            if not node.materializable or (only is not None and node.name not in only):
-                continue
-            current = f"the status check of {node.name}"
-            state = staleness.state(node)  # decided now: its inputs may just have changed
-            if state.status == "fresh":
-                report.skipped.append(node.name)
-                log(f"  fresh    {node.name}")
-                continue
-            current = node.name
-            log(f"  running  {node.name}  ({state.status}: {'; '.join(state.causes)})")
-            started = time.perf_counter()
-            op_config = {node.name: {"config": dict(run_config[node.name])}} if run_config.get(node.name) else {}
-            _execute(defs, instance, [node.key], op_config, on_run, label=node.name)
-            report.executed.append(node.name)
-            log(f"  done     {node.name}  ({time.perf_counter() - started:.1f} s)")
+        # Records Ctrl-C as well as raising it: a KeyboardInterrupt swallowed by a GC
+        # callback (SQLAlchemy's, while Dagster writes the run) still stops the walk, and
+        # the training loop inside the run sees it too (lexgpt.interrupts).
+        with stop_on_interrupt() as stop:
+            observe_sources(defs, instance, on_run)
+            staleness = Staleness(defs, instance, effective_config)
+            for node in staleness.nodes:
+                if not node.materializable or (only is not None and node.name not in only):
+                    continue
+                current = f"the status check of {node.name}"
+                stop.check()
+                state = staleness.state(node)  # decided now: its inputs may just have changed
+                if state.status == "fresh":
+                    report.skipped.append(node.name)
+                    log(f"  fresh    {node.name}")
+                    continue
+                current = node.name
+                log(f"  running  {node.name}  ({state.status}: {'; '.join(state.causes)})")
+                started = time.perf_counter()
+                op_config = {node.name: {"config": dict(run_config[node.name])}} if run_config.get(node.name) else {}
+                try:
+                    _execute(defs, instance, [node.key], op_config, on_run, label=node.name)
+                except RefreshError:
+                    stop.check()  # a run that failed because of Ctrl-C was interrupted
+                    raise
+                report.executed.append(node.name)
+                log(f"  done     {node.name}  ({time.perf_counter() - started:.1f} s)")
     except KeyboardInterrupt:
         raise Interrupted(current) from None
     return report
@@ -328,27 +338,33 @@ class Interrupted(RuntimeError):
         self.during = during
 
 
-def _interrupted(result) -> bool:
+def _errors(result):
+    """The errors of failed steps, then of the run itself (e.g. while resources set up)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            while err is not None:
-                if err.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
-                    return True
-                err = err.cause
+            yield event.step_failure_data.error
+    for event in result.all_events:
+        if event.is_run_failure and event.job_failure_data and event.job_failure_data.error:
+            yield event.job_failure_data.error
+
+
+def _interrupted(result) -> bool:
+    for err in _errors(result):
+        while err is not None:
+            if err.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+                return True
+            err = err.cause
     return False
 
 
 def _failure_message(result) -> str:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            while err.cause is not None and "dagster" in (err.cls_name or "").lower():
-                err = err.cause
-            message = err.message.strip()
-            # "lexgpt.atomic.LakeWriteError: cannot write ..." -> "cannot write ..."
-            if err.cls_name and message.split(":", 1)[0].endswith(err.cls_name) and err.cls_name.endswith("Error") \
-                    and err.cls_name not in ("ValueError", "RuntimeError", "KeyError", "TypeError"):
-                message = message.split(":", 1)[1].strip()
-            return message
+    for err in _errors(result):
+        while err.cause is not None and "dagster" in (err.cls_name or "").lower():
+            err = err.cause
+        message = err.message.strip()
+        # "lexgpt.atomic.LakeWriteError: cannot write ..." -> "cannot write ..."
+        if err.cls_name and message.split(":", 1)[0].endswith(err.cls_name) and err.cls_name.endswith("Error") \
+                and err.cls_name not in ("ValueError", "RuntimeError", "KeyError", "TypeError"):
+            message = message.split(":", 1)[1].strip()
+        return message
     return "run failed (see the Dagster UI for the log)"

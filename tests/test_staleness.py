@@ -169,7 +169,8 @@ def test_refresh_only_unknown_asset_lists_the_names(lexgpt_home: Path):
 
 
 @pytest.mark.timeout(300)
-def test_ctrl_c_during_training_one_line_exit_130(lexgpt_home: Path, tmp_path: Path):
+@pytest.mark.parametrize("delay_s", [0.3, 3.0])  # during the run's setup / well into training
+def test_ctrl_c_during_training_one_line_exit_130(lexgpt_home: Path, tmp_path: Path, delay_s: float):
     config = tmp_path / "long.yaml"
     config.write_text(TINY_CONFIG.replace("max_steps: 30", "max_steps: 1000000"))
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "refresh", "--config", str(config)],
@@ -178,7 +179,7 @@ def test_ctrl_c_during_training_one_line_exit_130(lexgpt_home: Path, tmp_path: P
         for line in proc.stdout:
             if line.strip().startswith("running  trained_model"):
                 break
-        time.sleep(3)  # well into training
+        time.sleep(delay_s)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:

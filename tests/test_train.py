@@ -207,6 +207,36 @@ def test_time_budget_stops_and_still_evaluates(tmp_path):
     assert (tmp_path / "o" / "model.pt").exists()
 
 
+def test_ctrl_c_that_lands_in_code_which_swallows_it_still_stops_training(tmp_path):
+    # Dagster's SIGINT handler raises wherever the main thread is; when that is a
+    # __del__ or a library's `except BaseException`, the error is dropped and a run with a
+    # big budget trained on (CI hung for 120 s). The loop must stop at the next step.
+    import signal
+
+    def raising_handler(_signo, _frame):  # what Dagster installs during a step
+        raise RuntimeError("Dagster-style interrupt")
+
+    def ctrl_c_inside_swallowing_code(step, _metrics):
+        if step == 10:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except BaseException:  # noqa: BLE001 - the library code that drops it
+                pass
+
+    token_chars = write_shards(tmp_path / "data")
+    # A time budget too, so that a regression fails the test instead of hanging it.
+    tc = steps(max_steps=100_000, max_minutes=0.5, batch_size=2, log_every=10, eval_every=1000,
+               checkpoint_every=100_000)  # fmt: skip
+    previous = signal.signal(signal.SIGINT, raising_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(model_config(), tc, tmp_path / "data", tmp_path / "o", token_chars,
+                  on_metrics=ctrl_c_inside_swallowing_code, progress=False)  # fmt: skip
+        assert signal.getsignal(signal.SIGINT) is raising_handler  # restored on the way out
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_progress_bar_in_a_log_file_redraws_sparsely(tmp_path, capsys):
     # stderr captured by pytest is not a terminal, like Dagster's or CI's logs: 200 steps
     # logged every 10 must not become 20 redraws (a single line, megabytes long on real runs).

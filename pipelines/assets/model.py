@@ -13,6 +13,7 @@ import polars as pl
 from lexgpt import atomic, cleaning, packaging, registry, run_artifacts, tracking
 from lexgpt.generation_params import GenerationParams
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
+from lexgpt.interrupts import stop_on_interrupt
 from pipelines.assets.baseline import RESULT_FILE as NGRAM_RESULT_FILE
 from pipelines.assets.baseline import ngram_baseline
 from pipelines.assets.data import CORPUS_FILE, cleaned_corpus, read_corpus
@@ -102,93 +103,98 @@ def _mlflow_run_url(run_id: str, experiment_id: str) -> str:
 )
 def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: DataLake,
                   mlflow: MlflowTracking):
-    import torch
+    # Ctrl-C is recorded and raised at the next safe point too: Dagster's handler raises
+    # wherever the main thread is, and where that drops it (a GC callback) training ran on.
+    with stop_on_interrupt():  # before the slow imports: a Ctrl-C there counts too
+        import torch
 
-    from lexgpt.model import GPT, GPTConfig
-    from lexgpt.train import TrainConfig, train
+        from lexgpt.model import GPT, GPTConfig
+        from lexgpt.train import TrainConfig, train
 
-    from lexgpt import shards
+        from lexgpt import shards
 
-    tokenizer = load_tokenizer(lake)
-    # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
-    manifest = shards.validate_shards(lake.path(*SHARDS_DIR), tokenizer.vocab_size)
-    baseline = json.loads(lake.path(*NGRAM_RESULT_FILE).read_text())
-    preset = config.preset
-    if preset == "auto":
-        preset = "gpu-small" if torch.cuda.is_available() else "cpu-small"
-    model_overrides = {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-                       if getattr(config, k) is not None}
-    model_cfg = GPTConfig.from_preset(preset, tokenizer.vocab_size, **model_overrides)
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train_overrides = {k: v for k, v in config.model_dump().items()
-                       if k in train_fields and v is not None and k != "preset"}
-    train_cfg = TrainConfig.for_preset(preset, **train_overrides)
+        tokenizer = load_tokenizer(lake)
+        # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
+        manifest = shards.validate_shards(lake.path(*SHARDS_DIR), tokenizer.vocab_size)
+        baseline = json.loads(lake.path(*NGRAM_RESULT_FILE).read_text())
+        preset = config.preset
+        if preset == "auto":
+            preset = "gpu-small" if torch.cuda.is_available() else "cpu-small"
+        model_overrides = {k: getattr(config, k) for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+                           if getattr(config, k) is not None}
+        model_cfg = GPTConfig.from_preset(preset, tokenizer.vocab_size, **model_overrides)
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        train_overrides = {k: v for k, v in config.model_dump().items()
+                           if k in train_fields and v is not None and k != "preset"}
+        train_cfg = TrainConfig.for_preset(preset, **train_overrides)
 
-    lineage = {
-        "corpus_version": _latest_version(context, cleaned_corpus),
-        "vocab_version": _latest_version(context, bpe_vocab),
-        "shards_version": _latest_version(context, token_shards),
-        "rules_hash": json.loads(lake.path(CORPUS_FILE[0], "lineage.json").read_text())["rules_sha256"][:16],
-    }
-    full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
-    run_key = sha256_json({"config": full_config, "inputs": lineage})[:16]
-    # Same inputs + config -> same folder, so a killed run resumes from its checkpoint.
-    work_dir = lake.path(*MODEL_DIR, "runs", run_key)
-    context.log.info(f"training {preset} ({model_cfg.to_dict()}) in {work_dir}")
+        lineage = {
+            "corpus_version": _latest_version(context, cleaned_corpus),
+            "vocab_version": _latest_version(context, bpe_vocab),
+            "shards_version": _latest_version(context, token_shards),
+            "rules_hash": json.loads(lake.path(CORPUS_FILE[0], "lineage.json").read_text())["rules_sha256"][:16],
+        }
+        full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
+        run_key = sha256_json({"config": full_config, "inputs": lineage})[:16]
+        # Same inputs + config -> same folder, so a killed run resumes from its checkpoint.
+        work_dir = lake.path(*MODEL_DIR, "runs", run_key)
+        context.log.info(f"training {preset} ({model_cfg.to_dict()}) in {work_dir}")
 
-    # --- MLflow: the run opens before training and metrics stream into it (issue 11) ---
-    experiment_id = mlflow.setup()
-    # The val text itself (not its tokens): a champion scored on other text is re-scored.
-    corpus = read_corpus(lake)
-    val_ids = set(manifest["splits"]["val"]["episodes"])
-    val_texts = [t for e, t in zip(corpus["episode_id"].to_list(), corpus["text"].to_list()) if e in val_ids]
-    val_text_sha = sha256_json(val_texts)[:16]
-    tags = {**lineage, "dagster_run_id": context.run_id, "val_text_sha256": val_text_sha}
-    with tracking.start_run(f"{preset}-{run_key[:8]}", experiment=mlflow.experiment, tags=tags) as run:
-        run_id = run.info.run_id
-        tracking.log_params({**full_config, "preset": preset, "run_key": run_key}, run_id=run_id)
-        live = tracking.LiveMetrics(run_id)
-        result = train(model_cfg, train_cfg, lake.path(*SHARDS_DIR), work_dir,
-                       tokenizer.token_char_counts(), on_metrics=live, progress=True)
-        live.close(result.history)
+        # --- MLflow: the run opens before training and metrics stream into it (issue 11) ---
+        experiment_id = mlflow.setup()
+        # The val text itself (not its tokens): a champion scored on other text is re-scored.
+        corpus = read_corpus(lake)
+        val_ids = set(manifest["splits"]["val"]["episodes"])
+        val_texts = [t for e, t in zip(corpus["episode_id"].to_list(), corpus["text"].to_list()) if e in val_ids]
+        val_text_sha = sha256_json(val_texts)[:16]
+        tags = {**lineage, "dagster_run_id": context.run_id, "val_text_sha256": val_text_sha}
+        with tracking.start_run(f"{preset}-{run_key[:8]}", experiment=mlflow.experiment, tags=tags) as run:
+            run_id = run.info.run_id
+            tracking.log_params({**full_config, "preset": preset, "run_key": run_key}, run_id=run_id)
+            live = tracking.LiveMetrics(run_id)
+            result = train(model_cfg, train_cfg, lake.path(*SHARDS_DIR), work_dir,
+                           tokenizer.token_char_counts(), on_metrics=live, progress=True)
+            live.close(result.history)
 
-        out_dir = lake.path(*MODEL_DIR)
-        weights = out_dir / "model.pt"
-        config_file = out_dir / "config.json"
-        with atomic.atomic_path(weights) as tmp:
-            shutil.copyfile(result.weights_path, tmp)
-        atomic.write_json(config_file, model_cfg.to_dict())
-        weights_sha = sha256_file(weights)
+            out_dir = lake.path(*MODEL_DIR)
+            weights = out_dir / "model.pt"
+            config_file = out_dir / "config.json"
+            with atomic.atomic_path(weights) as tmp:
+                shutil.copyfile(result.weights_path, tmp)
+            atomic.write_json(config_file, model_cfg.to_dict())
+            weights_sha = sha256_file(weights)
 
-        run_artifacts.log_training_run(history=result.history, tokenizer_path=lake.path(*TOKENIZER_FILE),
-                                  rules_path=cleaning.rules_path(), run_id=run_id, log_metrics=False)
-        tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss,
-                                            "ngram_val_bpc": baseline["val_bpc"]})
-        tracking.show_score_in_run_name(run_id, result.val_bpc)
-        version = packaging.log_and_register_model(
-            weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
-            val_bpc=result.val_bpc, tags=tags, run_id=run_id,
-        )
-        before = registry.version_by_alias(mlflow.registered_model, registry.CHAMPION)
-        rescored = None
-        if before is not None and (before.tags or {}).get("val_text_sha256") != val_text_sha:
-            # Like with like: the champion was scored on other val text (rules or split changed).
-            from lexgpt.loss_eval import score_texts
+            run_artifacts.log_training_run(history=result.history, tokenizer_path=lake.path(*TOKENIZER_FILE),
+                                      rules_path=cleaning.rules_path(), run_id=run_id, log_metrics=False)
+            tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss,
+                                                "ngram_val_bpc": baseline["val_bpc"]})
+            tracking.show_score_in_run_name(run_id, result.val_bpc)
+            version = packaging.log_and_register_model(
+                weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
+                val_bpc=result.val_bpc, tags=tags, run_id=run_id,
+            )
+            before = registry.version_by_alias(mlflow.registered_model, registry.CHAMPION)
+            rescored = None
+            if before is not None and (before.tags or {}).get("val_text_sha256") != val_text_sha:
+                # Like with like: the champion was scored on other val text (rules or split changed).
+                from lexgpt.loss_eval import score_texts
 
-            champ, champ_tokenizer = packaging.load_model_for_generation(
-                f"models:/{mlflow.registered_model}/{before.version}")
-            rescored = score_texts(champ, champ_tokenizer, val_texts)["val_bpc"]
-            context.log.info(f"champion v{before.version} re-scored on the current val text: {rescored:.4f} bits/char")
-            tracking.log_metrics_final(run_id, {"champion_val_bpc_rescored": rescored})
-        alias = registry.promote(mlflow.registered_model, version.version, result.val_bpc, champion_val_bpc=rescored)
-    champion_before = {}
-    if before is not None and str(before.version) != version.version:
-        champion_before = {"previous_champion_version": str(before.version),
-                           "previous_champion_val_bpc": registry.version_val_bpc(before),
-                           "previous_champion_val_bpc_on_this_val": rescored}
-    # --- end MLflow ---
-    write_lineage(out_dir, **lineage, weights_sha256=weights_sha, config=full_config,
-                  mlflow_run_id=run_id, model_version=version.version, val_bpc=result.val_bpc)
+                champ, champ_tokenizer = packaging.load_model_for_generation(
+                    f"models:/{mlflow.registered_model}/{before.version}")
+                rescored = score_texts(champ, champ_tokenizer, val_texts)["val_bpc"]
+                context.log.info(f"champion v{before.version} re-scored on the current val text: "
+                                 f"{rescored:.4f} bits/char")
+                tracking.log_metrics_final(run_id, {"champion_val_bpc_rescored": rescored})
+            alias = registry.promote(mlflow.registered_model, version.version, result.val_bpc,
+                                     champion_val_bpc=rescored)
+        champion_before = {}
+        if before is not None and str(before.version) != version.version:
+            champion_before = {"previous_champion_version": str(before.version),
+                               "previous_champion_val_bpc": registry.version_val_bpc(before),
+                               "previous_champion_val_bpc_on_this_val": rescored}
+        # --- end MLflow ---
+        write_lineage(out_dir, **lineage, weights_sha256=weights_sha, config=full_config,
+                      mlflow_run_id=run_id, model_version=version.version, val_bpc=result.val_bpc)
 
     # The plot MLflow has, rendered once by log_training_run, shown in Dagster too.
     png = run_artifacts.logged_loss_curve(run_id)
