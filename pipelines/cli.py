@@ -202,8 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for name, help_ in (("run", "materialize every missing or stale asset (the whole pipeline)"),
-                        ("refresh", "re-run only what is missing or stale, level by level")):
+    # One command, two names: `run` reads better for the first time (everything is
+    # missing, so everything runs), `refresh` after an edit (only what went stale runs).
+    for name, help_ in (("run", "materialize what is missing or stale (on a new home: everything); "
+                                "the same command as refresh"),
+                        ("refresh", "materialize what is missing or stale, in dependency order; "
+                                    "the same command as run")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", help="YAML/JSON file: asset name -> run config overrides")
         p.add_argument("--only", nargs="+", metavar="ASSET", help="limit the walk to these assets")

@@ -1,6 +1,8 @@
-"""The Dagster definitions: six assets in three groups, their checks, resources and sensor.
+"""The Dagster definitions: seven assets in three groups, their checks, resources and sensor.
 
-Loaded by ``dagster dev`` (see ``workspace.yaml``) and by the ``lexgpt`` command.
+Loaded by ``dagster dev`` (see ``workspace.yaml``) and by the ``lexgpt`` command. Importing
+this module has no side effects: ``lexgpt ui`` and the ``lexgpt`` command set
+``DAGSTER_HOME`` (pipelines.staleness.ensure_dagster_home) before Dagster loads it.
 """
 
 from __future__ import annotations
@@ -8,11 +10,8 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.assets import baseline, data, model, tokens
-from pipelines.staleness import ensure_dagster_home
 from pipelines.resources import DataLake, LexicapSource, MlflowTracking
 from pipelines.sensors import build_sensor
-
-ensure_dagster_home()
 
 ASSETS = [
     data.lexicap_vtt,
@@ -23,6 +22,13 @@ ASSETS = [
     model.trained_model,
     model.evaluation_samples,
     baseline.ngram_baseline,
+]
+
+CHECKS = [
+    data.corpus_matches_schema,
+    tokens.val_shard_decodes_to_corpus,
+    tokens.token_ids_below_vocab_size,
+    model.val_bpc_within_bound,
     baseline.beats_ngram_baseline,
 ]
 
@@ -38,6 +44,7 @@ all_assets_job = dg.define_asset_job("all_assets", selection=dg.AssetSelection.a
 
 defs = dg.Definitions(
     assets=ASSETS,
+    asset_checks=CHECKS,
     jobs=[all_assets_job],
     resources=RESOURCES,
     sensors=[build_sensor(data.lexicap_vtt.key, "all_assets")],

@@ -1,4 +1,4 @@
-"""Small helpers the assets share: lineage sidecars, Dagster metadata tables, recorded versions.
+"""Small helpers the assets share: lineage sidecars, metadata tables, what Dagster recorded.
 
 Every asset records ``files_sha256`` (:data:`FILES_KEY`): one hash over the files in its
 folder of the lake. ``lexgpt status`` hashes the folder again and compares, so a file
@@ -27,13 +27,22 @@ def write_lineage(folder: Path, **fields: Any) -> dict[str, Any]:
     return fields
 
 
-def markdown_table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
+def table(header: list[str], rows: list[list[Any]]) -> dg.MetadataValue:
+    """A metadata table the UI renders and sorts: ``table(["rule", "hits"], [["a", 3]])``."""
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
+    def kind(column: int) -> str:
+        values = [row[column] for row in rows]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return "int"
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return "float"
+        return "string"
+
+    kinds = [kind(i) for i in range(len(header))]
+    records = [dg.TableRecord({name: (value if k != "string" else str(value))
+                               for name, value, k in zip(header, row, kinds)}) for row in rows]
+    return dg.MetadataValue.table(
+        records=records, schema=dg.TableSchema(columns=[dg.TableColumn(n, k) for n, k in zip(header, kinds)]))
 
 
 def column_schema(columns: list[tuple[str, str, str]]) -> dg.TableSchema:
@@ -65,6 +74,26 @@ def recorded_value(entry, key: str) -> Any:
     """A metadata value of a materialization event log entry, as a plain value."""
     value = entry.asset_materialization.metadata.get(key)
     return getattr(value, "value", value)
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, Any] | None:
+    """The metadata of ``key``'s latest materialization as plain values; None if it has none.
+
+    This is how an asset learns about its inputs (versions, hashes, scores): from what
+    Dagster recorded, not from files beside the upstream's output.
+    """
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def latest_tags(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, str]:
+    """The tags of ``key``'s latest materialization (data version, input versions, ...)."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return dict(event.asset_materialization.tags or {})
 
 
 def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, is_source: bool = False) -> str | None:

@@ -14,6 +14,10 @@ from lexgpt import paths
 class DataLake(dg.ConfigurableResource):
     """The folder holding every asset's files (``data_lake/`` in the repo by default).
 
+    The lake's layout lives here and nowhere else: each asset writes into the folder
+    named after it, and reads its inputs through the readers below, so no asset module
+    knows where another one keeps its files.
+
     An asset that uses the lake holds the home's writer lock while it runs (see
     :mod:`pipelines.writers`): a materialization started from the UI while ``lexgpt refresh``
     writes fails at once, naming the refresh's PID, instead of both writing.
@@ -25,6 +29,55 @@ class DataLake(dg.ConfigurableResource):
     def path(self, *parts: str) -> Path:
         base = Path(self.root) if self.root else paths.data_lake()
         return base.joinpath(*parts)
+
+    # --- the layout: one folder per asset
+    def cues_file(self) -> Path:
+        return self.path("raw_subtitles", "cues.parquet")
+
+    def corpus_file(self) -> Path:
+        return self.path("cleaned_corpus", "corpus.parquet")
+
+    def tokenizer_file(self) -> Path:
+        return self.path("bpe_vocab", "tokenizer.json")
+
+    def hf_tokenizer_file(self) -> Path:
+        return self.path("bpe_vocab", "hf_tokenizer.json")
+
+    def shards_dir(self) -> Path:
+        return self.path("token_shards")
+
+    def ngram_result_file(self) -> Path:
+        """The baseline's score as JSON: val_bpc, val_loss, order, ..."""
+        return self.path("ngram_baseline", "result.json")
+
+    def model_dir(self) -> Path:
+        """model.pt and config.json; ``runs/<key>/`` holds each training's checkpoints."""
+        return self.path("trained_model")
+
+    def samples_file(self) -> Path:
+        return self.path("evaluation_samples", "samples.parquet")
+
+    # --- readers of what upstream assets wrote
+    def read_cues(self):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.cues_file())
+
+    def read_corpus(self):
+        """The cleaned corpus as a polars DataFrame (episode_id, text, n_chars, ...)."""
+        import polars as pl
+
+        return pl.read_parquet(self.corpus_file())
+
+    def load_tokenizer(self):
+        from lexgpt.bpe import BPETokenizer
+
+        return BPETokenizer.load(self.tokenizer_file())
+
+    def read_ngram_result(self) -> dict[str, Any]:
+        import json
+
+        return json.loads(self.ngram_result_file().read_text())
 
     def files_metadata(self, asset: str) -> dict[str, str]:
         """``{files_sha256: ...}`` over the asset's folder: the last metadata an asset adds."""

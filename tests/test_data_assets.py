@@ -3,6 +3,7 @@ never stop the definitions from loading (broken rules file, near-miss source nam
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,10 +42,11 @@ def test_raw_subtitles_lists_ignored_entries_and_dropped_lines(tmp_path: Path, s
     assert result.success
     meta = {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("raw_subtitles")[0].metadata.items()}
     assert (meta["identifier_lines"], meta["note_lines"], meta["style_lines"]) == (1, 1, 0)
-    assert "| episode_007_large.vtt | 5 | where it starts |" in meta["identifier_examples"]
+    rows = lambda table: [list(r.data.values()) for r in table.records]  # noqa: E731
+    assert ["episode_007_large.vtt", 5, "where it starts"] in rows(meta["identifier_examples"])
     assert meta["ignored_entries"] == 2
-    assert "| 'README.md' | not an episode file |" in meta["ignored"]
-    assert "| 'episode_001_small.vtt' | other variant (small) |" in meta["ignored"]
+    assert ["'README.md'", "not an episode file"] in rows(meta["ignored"])
+    assert ["'episode_001_small.vtt'", "other variant (small)"] in rows(meta["ignored"])
     assert meta["episodes"] == 7
 
 
@@ -96,3 +98,15 @@ def test_broken_rules_file_does_not_stop_definitions_or_status(lexgpt_home: Path
     proc = lexgpt_cli("status", check=False, timeout=240)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "cleaned_corpus" in proc.stdout
+
+
+def test_importing_the_definitions_writes_nothing_and_sets_nothing(tmp_path: Path):
+    """No import-time side effects: the ``lexgpt`` command and ``lexgpt ui`` set the home up."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["LEXGPT_HOME"] = str(tmp_path / "home")
+    code = "import os, pipelines.definitions; print(os.environ.get('DAGSTER_HOME'))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=240, env=env)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip() == "None"
+    assert not (tmp_path / "home").exists()

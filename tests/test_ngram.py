@@ -216,7 +216,7 @@ def _check(result) -> dg.AssetCheckEvaluation:
 
 def test_ngram_baseline_asset_and_the_check_against_the_model(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / ".dagster"))
-    from pipelines.assets.baseline import RESULT_FILE, beats_ngram_baseline, ngram_baseline
+    from pipelines.assets.baseline import beats_ngram_baseline, ngram_baseline
     from pipelines.resources import DataLake
 
     lake = tmp_path / "lake"
@@ -236,7 +236,7 @@ def test_ngram_baseline_asset_and_the_check_against_the_model(tmp_path, monkeypa
         assert meta["val_loss"] == round(expected.val_loss, 4)
         assert (meta["order"], meta["val_tokens"], meta["val_chars"]) == (5, expected.val_tokens, expected.val_chars)
         assert meta["fit_seconds"] >= 0 and meta["score_seconds"] >= 0
-        saved = json.loads((lake.joinpath(*RESULT_FILE)).read_text())
+        saved = json.loads((lake / "ngram_baseline" / "result.json").read_text())
         assert saved["val_bpc"] == pytest.approx(expected.val_bpc) and "fit_seconds" not in saved
         assert (lake / "ngram_baseline" / "lineage.json").exists()
         second = run(ngram_baseline)  # same inputs: same bytes, same data version

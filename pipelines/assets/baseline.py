@@ -8,14 +8,13 @@ import dagster as dg
 
 from lexgpt import atomic, ngram
 from lexgpt.hashing import sha256_file, short
-from pipelines.assets.tokens import SHARDS_DIR, bpe_vocab, load_tokenizer, token_shards
+from pipelines.assets.tokens import bpe_vocab, token_shards
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
-from pipelines.lake import latest_data_version, write_lineage
+from pipelines.lake import latest_data_version, latest_metadata, latest_tags, write_lineage
 from pipelines.resources import DataLake
 from pipelines.versioning import code_version
 
 GROUP = "model"  # shown next to the model it is the bar for
-RESULT_FILE = ("ngram_baseline", "result.json")  # the score as JSON: val_bpc, val_loss, order, ...
 TRAINED_MODEL = dg.AssetKey("trained_model")
 # Dagster tags every materialization with the data versions of the inputs it was made from.
 _SHARDS_INPUT_TAG = f"dagster/input_data_version/{token_shards.key.to_user_string()}"
@@ -35,11 +34,11 @@ class NgramConfig(dg.Config):
     kinds={"numpy"},
 )
 def ngram_baseline(context: dg.AssetExecutionContext, config: NgramConfig, lake: DataLake) -> dg.MaterializeResult:
-    token_chars = load_tokenizer(lake).token_char_counts()
-    result = ngram.baseline_from_shards(lake.path(*SHARDS_DIR), token_chars, order=config.order)
+    token_chars = lake.load_tokenizer().token_char_counts()
+    result = ngram.baseline_from_shards(lake.shards_dir(), token_chars, order=config.order)
     # Timings stay out of the file, so equal inputs give equal bytes (and data version).
     record = {k: v for k, v in result.to_dict().items() if not k.endswith("_seconds")}
-    out = lake.path(*RESULT_FILE)
+    out = lake.ngram_result_file()
     atomic.write_json(out, record)
     shards_version = latest_data_version(context.instance, token_shards.key)
     write_lineage(out.parent, shards_version=shards_version,
@@ -65,11 +64,8 @@ def ngram_baseline(context: dg.AssetExecutionContext, config: NgramConfig, lake:
 
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[dict, dict] | None:
     """(metadata values, tags) of the asset's latest materialization, or None if it has none."""
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return None
-    m = event.asset_materialization
-    return {k: getattr(v, "value", v) for k, v in m.metadata.items()}, dict(m.tags or {})
+    metadata = latest_metadata(instance, key)
+    return None if metadata is None else (metadata, latest_tags(instance, key))
 
 
 @dg.asset_check(

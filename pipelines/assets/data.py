@@ -5,33 +5,31 @@ import time
 import warnings
 
 import dagster as dg
-import polars as pl
-import pyarrow.parquet as pq
 
 from lexgpt import atomic, cleaning, corpus, ingest, lexicap
 from lexgpt.hashing import sha256_file, short
-from pipelines.lake import column_schema, markdown_table, write_lineage
+from pipelines.lake import column_schema, table, write_lineage
 from pipelines.resources import DataLake, LexicapSource
 from pipelines.versioning import code_version
 
-# observable_source_asset is Dagster's way to version an external source; it is marked beta.
-warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset.*")
-
 GROUP = "data"
-RAW_FILE = ("raw_subtitles", "cues.parquet")
-CORPUS_FILE = ("cleaned_corpus", "corpus.parquet")
 _SHOWN = 50  # rows of a metadata table; lineage.json holds the whole list
 
-
-@dg.observable_source_asset(
-    group_name=GROUP,
-    description="The Lexicap WebVTT caption files (a local folder, LEXICAP_DIR, or data.zip). "
-    "Versioned by content: a changed or added file makes raw_subtitles stale.",
-    owners=["team:data"],
-    tags={"kind": "vtt"},
-)
 def lexicap_vtt(source: LexicapSource) -> dg.DataVersion:
     return dg.DataVersion(source.data_version())
+
+
+# observable_source_asset is Dagster's way to version an external source. It is marked
+# beta; its warning is silenced for this one call (no global filter at import).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset.*")
+    lexicap_vtt = dg.observable_source_asset(
+        group_name=GROUP,
+        description="The Lexicap WebVTT caption files (a local folder, LEXICAP_DIR, or data.zip). "
+        "Versioned by content: a changed or added file makes raw_subtitles stale.",
+        owners=["team:data"],
+        tags={"kind": "vtt"},
+    )(lexicap_vtt)
 
 
 @dg.asset(
@@ -54,7 +52,7 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
     ingested = ingest.ingest_folder(folder, variant=source.variant)
     seconds = time.perf_counter() - started
     cues = ingested.cues
-    out = lake.path(*RAW_FILE)
+    out = lake.cues_file()
     atomic.write_parquet(out, cues)
     digest = sha256_file(out)
     ignored = ingested.scan.ignored
@@ -75,9 +73,9 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
             "cues_ending_before_start": summary["backwards_cues"],
             # Lines the WebVTT spec drops: counted, so a lost transcript line is visible.
             **dropped,
-            "identifier_examples": markdown_table(["file", "line", "identifier"], identifier_rows[:_SHOWN]),
+            "identifier_examples": table(["file", "line", "identifier"], identifier_rows[:_SHOWN]),
             "ignored_entries": len(ignored),
-            "ignored": markdown_table(["entry", "reason"], [[repr(e.name), e.reason] for e in ignored[:_SHOWN]]),
+            "ignored": table(["entry", "reason"], [[repr(e.name), e.reason] for e in ignored[:_SHOWN]]),
             "parse_seconds": round(seconds, 2),
             "source": dg.MetadataValue.path(str(folder)),
             "path": dg.MetadataValue.path(str(out)),
@@ -110,7 +108,7 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
     # propagate as they are: one line naming the rule (and episode), nothing written.
     rules = cleaning.load_rules()
     rules_sha256 = cleaning.rules_fingerprint(rules)
-    cues = pq.read_table(lake.path(*RAW_FILE))
+    cues = lake.read_cues()
     df, hits = corpus.build_corpus(cues, rules)
     try:
         df = corpus.validate(df)
@@ -120,14 +118,14 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
         raise dg.Failure(
             description=str(err),
             metadata={
-                "failure_cases": markdown_table(cases.columns if cases is not None else [], [list(r) for r in rows]),
+                "failure_cases": table(cases.columns if cases is not None else [], [list(r) for r in rows]),
                 "failure_case_count": cases.height if cases is not None else 0,
             },
         ) from err
-    out = lake.path(*CORPUS_FILE)
+    out = lake.corpus_file()
     atomic.write_parquet(out, df)
     version = corpus.content_hash(df)
-    write_lineage(out.parent, raw_subtitles_sha256=sha256_file(lake.path(*RAW_FILE)),
+    write_lineage(out.parent, raw_subtitles_sha256=sha256_file(lake.cues_file()),
                   rules=[r.as_dict() for r in rules], rules_sha256=rules_sha256,
                   content_sha256=version)
     first = df.row(0, named=True)
@@ -137,7 +135,7 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
             "rows": df.height,
             "chars": int(df["n_chars"].sum()),
             "rules_sha256": rules_sha256[:16],
-            "hits_per_rule": markdown_table(["rule", "hits"], [[k, v] for k, v in hits.items()]),
+            "hits_per_rule": table(["rule", "hits"], [[k, v] for k, v in hits.items()]),
             "preview": dg.MetadataValue.md(f"**Episode {first['episode_id']}**\n\n> {preview}…"),
             "path": dg.MetadataValue.path(str(out)),
             "dagster/row_count": df.height,
@@ -148,5 +146,18 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
     )
 
 
-def read_corpus(lake: DataLake) -> pl.DataFrame:
-    return pl.read_parquet(lake.path(*CORPUS_FILE))
+@dg.asset_check(
+    asset=cleaned_corpus,
+    blocking=True,  # a corpus that fails its schema must not reach the tokenizer
+    description="The written corpus passes the pandera schema (one row per episode, unique "
+    "ids, text non-empty, counts consistent).",
+)
+def corpus_matches_schema(lake: DataLake) -> dg.AssetCheckResult:
+    try:
+        corpus.validate(lake.read_corpus())
+    except corpus.CorpusValidationError as err:
+        cases = err.failure_cases
+        rows = [list(r) for r in cases.head(_SHOWN).rows()] if cases is not None else []
+        return dg.AssetCheckResult(passed=False, description=str(err).splitlines()[0], metadata={
+            "failure_cases": table(list(cases.columns) if cases is not None else [], rows)})
+    return dg.AssetCheckResult(passed=True)

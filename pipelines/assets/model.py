@@ -3,7 +3,6 @@
 
 import base64
 import dataclasses
-import json
 import re
 import shutil
 
@@ -14,18 +13,15 @@ from lexgpt import atomic, cleaning, packaging, registry, run_artifacts, trackin
 from lexgpt.generation_params import GenerationParams
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
 from lexgpt.interrupts import stop_on_interrupt
-from pipelines.assets.baseline import RESULT_FILE as NGRAM_RESULT_FILE
 from pipelines.assets.baseline import ngram_baseline
-from pipelines.assets.data import CORPUS_FILE, cleaned_corpus, read_corpus
-from pipelines.assets.tokens import SHARDS_DIR, TOKENIZER_FILE, bpe_vocab, load_tokenizer, token_shards
+from pipelines.assets.data import cleaned_corpus
+from pipelines.assets.tokens import bpe_vocab, token_shards
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
-from pipelines.lake import latest_data_version, write_lineage
+from pipelines.lake import latest_data_version, latest_metadata, write_lineage
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.versioning import code_version
 
 GROUP = "model"
-MODEL_DIR = ("trained_model",)
-SAMPLES_FILE = ("evaluation_samples", "samples.parquet")
 
 EVAL_PROMPTS = [
     "What do you think about language models?",
@@ -98,8 +94,6 @@ def _mlflow_run_url(run_id: str, experiment_id: str) -> str:
     "checkpoint if a run with the same inputs and config was interrupted.",
     owners=["team:model"],
     kinds={"pytorch", "mlflow"},
-    check_specs=[dg.AssetCheckSpec("val_bpc_within_bound", asset="trained_model",
-                                   description="Val bits per character is at most `max_val_bpc`.")],
 )
 def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: DataLake,
                   mlflow: MlflowTracking):
@@ -113,10 +107,10 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
 
         from lexgpt import shards
 
-        tokenizer = load_tokenizer(lake)
+        tokenizer = lake.load_tokenizer()
         # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
-        manifest = shards.validate_shards(lake.path(*SHARDS_DIR), tokenizer.vocab_size)
-        baseline = json.loads(lake.path(*NGRAM_RESULT_FILE).read_text())
+        manifest = shards.validate_shards(lake.shards_dir(), tokenizer.vocab_size)
+        baseline = lake.read_ngram_result()
         preset = config.preset
         if preset == "auto":
             preset = "gpu-small" if torch.cuda.is_available() else "cpu-small"
@@ -132,18 +126,18 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "corpus_version": _latest_version(context, cleaned_corpus),
             "vocab_version": _latest_version(context, bpe_vocab),
             "shards_version": _latest_version(context, token_shards),
-            "rules_hash": json.loads(lake.path(CORPUS_FILE[0], "lineage.json").read_text())["rules_sha256"][:16],
+            "rules_hash": str((latest_metadata(context.instance, cleaned_corpus.key) or {}).get("rules_sha256")),
         }
         full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
         run_key = sha256_json({"config": full_config, "inputs": lineage})[:16]
         # Same inputs + config -> same folder, so a killed run resumes from its checkpoint.
-        work_dir = lake.path(*MODEL_DIR, "runs", run_key)
+        work_dir = lake.model_dir() / "runs" / run_key
         context.log.info(f"training {preset} ({model_cfg.to_dict()}) in {work_dir}")
 
         # --- MLflow: the run opens before training and metrics stream into it (issue 11) ---
         experiment_id = mlflow.setup()
         # The val text itself (not its tokens): a champion scored on other text is re-scored.
-        corpus = read_corpus(lake)
+        corpus = lake.read_corpus()
         val_ids = set(manifest["splits"]["val"]["episodes"])
         val_texts = [t for e, t in zip(corpus["episode_id"].to_list(), corpus["text"].to_list()) if e in val_ids]
         val_text_sha = sha256_json(val_texts)[:16]
@@ -152,11 +146,11 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             run_id = run.info.run_id
             tracking.log_params({**full_config, "preset": preset, "run_key": run_key}, run_id=run_id)
             live = tracking.LiveMetrics(run_id)
-            result = train(model_cfg, train_cfg, lake.path(*SHARDS_DIR), work_dir,
+            result = train(model_cfg, train_cfg, lake.shards_dir(), work_dir,
                            tokenizer.token_char_counts(), on_metrics=live, progress=True)
             live.close(result.history)
 
-            out_dir = lake.path(*MODEL_DIR)
+            out_dir = lake.model_dir()
             weights = out_dir / "model.pt"
             config_file = out_dir / "config.json"
             with atomic.atomic_path(weights) as tmp:
@@ -164,13 +158,13 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             atomic.write_json(config_file, model_cfg.to_dict())
             weights_sha = sha256_file(weights)
 
-            run_artifacts.log_training_run(history=result.history, tokenizer_path=lake.path(*TOKENIZER_FILE),
+            run_artifacts.log_training_run(history=result.history, tokenizer_path=lake.tokenizer_file(),
                                       rules_path=cleaning.rules_path(), run_id=run_id, log_metrics=False)
             tracking.log_metrics_final(run_id, {"final_val_bpc": result.val_bpc, "final_val_loss": result.val_loss,
                                                 "ngram_val_bpc": baseline["val_bpc"]})
             tracking.show_score_in_run_name(run_id, result.val_bpc)
             version = packaging.log_and_register_model(
-                weights, config_file, lake.path(*TOKENIZER_FILE), registered_name=mlflow.registered_model,
+                weights, config_file, lake.tokenizer_file(), registered_name=mlflow.registered_model,
                 val_bpc=result.val_bpc, tags=tags, run_id=run_id,
             )
             before = registry.version_by_alias(mlflow.registered_model, registry.CHAMPION)
@@ -200,7 +194,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     png = run_artifacts.logged_loss_curve(run_id)
     plot_md = f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})" if png else ""
 
-    yield dg.MaterializeResult(
+    return dg.MaterializeResult(
         metadata={
             "preset": preset,
             "params": GPT(model_cfg).num_params(),
@@ -210,6 +204,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "val_loss": round(result.val_loss, 4),
             "val_bpc": round(result.val_bpc, 4),
             "val_fraction": result.val_fraction,
+            "max_val_bpc": config.max_val_bpc,  # the bound val_bpc_within_bound checks
             "ngram_val_bpc": round(baseline["val_bpc"], 4),
             "best_step": result.best_step,
             "tokens_per_s": round(result.tokens_per_s),
@@ -227,19 +222,20 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
         # Config folded in: a new config with identical weights is still a new model.
         data_version=dg.DataVersion(short(sha256_bytes(f"{weights_sha}:{sha256_json(full_config)}".encode()))),
     )
-    yield dg.AssetCheckResult(
-        check_name="val_bpc_within_bound",
-        passed=result.val_bpc <= config.max_val_bpc,
-        metadata={"val_bpc": result.val_bpc, "max_val_bpc": config.max_val_bpc},
-    )
 
 
-def _trained_model_metadata(context: dg.AssetExecutionContext) -> dict:
-    """What trained_model's latest materialization recorded (Dagster's copy, not a file)."""
-    event = context.instance.get_latest_materialization_event(trained_model.key)
-    if event is None or event.asset_materialization is None:
-        raise RuntimeError("trained_model has no materialization yet: materialize it first")
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+@dg.asset_check(
+    asset=trained_model,
+    blocking=True,  # a model past the bound gets no evaluation samples in the same run
+    description="Val bits per character (whole val split) is at most the run's `max_val_bpc`.",
+)
+def val_bpc_within_bound(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    recorded = latest_metadata(context.instance, trained_model.key) or {}
+    if "val_bpc" not in recorded or "max_val_bpc" not in recorded:
+        return dg.AssetCheckResult(passed=False, description="trained_model recorded no val_bpc and "
+                                   "max_val_bpc: materialize it")
+    val_bpc, bound = float(recorded["val_bpc"]), float(recorded["max_val_bpc"])
+    return dg.AssetCheckResult(passed=val_bpc <= bound, metadata={"val_bpc": val_bpc, "max_val_bpc": bound})
 
 
 @dg.asset(
@@ -257,7 +253,9 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
                        mlflow: MlflowTracking) -> dg.MaterializeResult:
     from lexgpt.generate import GenerationParams, complete, qa_prompt
 
-    upstream = _trained_model_metadata(context)
+    upstream = latest_metadata(context.instance, trained_model.key)
+    if upstream is None:
+        raise RuntimeError("trained_model has no materialization yet: materialize it first")
     version = str(upstream.get("registered_version") or "")
     if not version:  # materialized before registered_version was recorded: "lexgpt v3 (champion)"
         match = re.search(r" v(\d+)", str(upstream.get("model_version", "")))
@@ -276,7 +274,7 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
                      "completion": completion, "tokens": len(tokenizer.encode(completion)),
                      "seed": params.seed, "temperature": params.temperature, "model_version": version})
     df = pl.DataFrame(rows)
-    out = lake.path(*SAMPLES_FILE)
+    out = lake.samples_file()
     atomic.write_parquet(out, df)
     run_id = upstream.get("mlflow_run_id")
     if run_id:

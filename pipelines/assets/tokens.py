@@ -8,16 +8,13 @@ import dagster as dg
 from lexgpt import shards
 from lexgpt.bpe import BPETokenizer
 from lexgpt.hashing import sha256_file, sha256_json, short
-from pipelines.assets.data import cleaned_corpus, read_corpus
-from pipelines.lake import latest_data_version, markdown_table, write_lineage
+from pipelines.assets.data import cleaned_corpus
+from pipelines.lake import latest_data_version, table, write_lineage
 from pipelines.resources import DataLake
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.versioning import code_version
 
 GROUP = "tokens"
-TOKENIZER_FILE = ("bpe_vocab", "tokenizer.json")
-HF_TOKENIZER_FILE = ("bpe_vocab", "hf_tokenizer.json")
-SHARDS_DIR = ("token_shards",)
 
 
 class BPEConfig(dg.Config):
@@ -34,15 +31,15 @@ class BPEConfig(dg.Config):
     kinds={"json"},
 )
 def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLake) -> dg.MaterializeResult:
-    df = read_corpus(lake)
+    df = lake.read_corpus()
     train_ids, val_ids = shards.split_episodes(df["episode_id"].to_list())
     texts = dict(zip(df["episode_id"].to_list(), df["text"].to_list()))
     started = time.perf_counter()
     tokenizer = BPETokenizer.train([texts[i] for i in train_ids], config.vocab_size)
     train_seconds = time.perf_counter() - started
-    out = lake.path(*TOKENIZER_FILE)
+    out = lake.tokenizer_file()
     tokenizer.save(out)
-    tokenizer.export_hf(lake.path(*HF_TOKENIZER_FILE))
+    tokenizer.export_hf(lake.hf_tokenizer_file())
     digest = sha256_file(out)
     held_out = [texts[i] for i in val_ids]
     n_tokens = sum(len(ids) for ids in tokenizer.encode_batch(held_out))
@@ -57,7 +54,7 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
             "chars_per_token_held_out": round(chars_per_token, 3),
             "held_out_episodes": len(val_ids),
             "train_seconds": round(train_seconds, 2),
-            "longest_tokens": markdown_table(
+            "longest_tokens": table(
                 ["id", "token", "bytes"],
                 [[i, repr(b.decode("utf-8", errors="replace")), len(b)] for i, b in longest],
             ),
@@ -76,10 +73,6 @@ def _corpus_version(context: dg.AssetExecutionContext) -> str | None:
     return latest_data_version(context.instance, cleaned_corpus.key)
 
 
-def load_tokenizer(lake: DataLake) -> BPETokenizer:
-    return BPETokenizer.load(lake.path(*TOKENIZER_FILE))
-
-
 @dg.asset(
     group_name=GROUP,
     deps=[cleaned_corpus, bpe_vocab],
@@ -88,24 +81,18 @@ def load_tokenizer(lake: DataLake) -> BPETokenizer:
     "shards (memory-mappable) plus a manifest. Val = episodes whose id is divisible by 20.",
     owners=["team:model"],
     kinds={"numpy"},
-    check_specs=[
-        dg.AssetCheckSpec("val_shard_decodes_to_corpus", asset="token_shards",
-                          description="Decoding the val shard gives back the cleaned text exactly."),
-        dg.AssetCheckSpec("token_ids_below_vocab_size", asset="token_shards",
-                          description="Every token id in both shards is < the vocab size."),
-    ],
 )
-def token_shards(context: dg.AssetExecutionContext, lake: DataLake):
-    df = read_corpus(lake)
-    tokenizer = load_tokenizer(lake)
-    out_dir = lake.path(*SHARDS_DIR)
+def token_shards(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
+    df = lake.read_corpus()
+    tokenizer = lake.load_tokenizer()
+    out_dir = lake.shards_dir()
     started = time.perf_counter()
     manifest = shards.write_shards(df["episode_id"].to_list(), df["text"].to_list(), tokenizer, out_dir)
     seconds = time.perf_counter() - started
     version = sha256_json(manifest)
     write_lineage(out_dir, manifest_sha256=version, tokenizer_sha256=manifest["tokenizer_sha256"])
     splits = manifest["splits"]
-    yield dg.MaterializeResult(
+    return dg.MaterializeResult(
         metadata={
             "train_tokens": splits["train"]["tokens"],
             "val_tokens": splits["val"]["tokens"],
@@ -121,16 +108,29 @@ def token_shards(context: dg.AssetExecutionContext, lake: DataLake):
         },
         data_version=dg.DataVersion(short(version)),
     )
+
+
+@dg.asset_check(
+    asset=token_shards,
+    blocking=True,  # a shard that does not decode to the corpus would train on the wrong text
+    description="Decoding the val shard gives back the cleaned text exactly.",
+)
+def val_shard_decodes_to_corpus(lake: DataLake) -> dg.AssetCheckResult:
+    df = lake.read_corpus()
     texts = dict(zip(df["episode_id"].to_list(), df["text"].to_list()))
-    mismatched = shards.decode_check(out_dir, tokenizer, texts, split="val")
-    yield dg.AssetCheckResult(
-        check_name="val_shard_decodes_to_corpus",
-        passed=not mismatched,
-        metadata={"mismatched_episodes": dg.MetadataValue.json(mismatched)},
-    )
+    mismatched = shards.decode_check(lake.shards_dir(), lake.load_tokenizer(), texts, split="val")
+    return dg.AssetCheckResult(passed=not mismatched,
+                               metadata={"mismatched_episodes": dg.MetadataValue.json(mismatched)})
+
+
+@dg.asset_check(
+    asset=token_shards,
+    blocking=True,  # an id past the vocab would index past the embedding table
+    description="Every token id in both shards is < the vocab size.",
+)
+def token_ids_below_vocab_size(lake: DataLake) -> dg.AssetCheckResult:
+    out_dir, vocab_size = lake.shards_dir(), lake.load_tokenizer().vocab_size
+    splits = shards.read_manifest(out_dir)["splits"]
     max_id = max(shards.max_token_id(out_dir / splits[s]["file"]) for s in ("train", "val"))
-    yield dg.AssetCheckResult(
-        check_name="token_ids_below_vocab_size",
-        passed=max_id < tokenizer.vocab_size,
-        metadata={"max_token_id": max_id, "vocab_size": tokenizer.vocab_size},
-    )
+    return dg.AssetCheckResult(passed=max_id < vocab_size,
+                               metadata={"max_token_id": max_id, "vocab_size": vocab_size})
