@@ -1,4 +1,5 @@
-"""The Dagster definitions: six assets in three groups, their checks, resources and sensor.
+"""The Dagster definitions: seven assets and the VTT source in three groups, their checks,
+resources, and the automation that keeps them fresh (:mod:`pipelines.automation`).
 
 Loaded by ``dagster dev`` (see ``workspace.yaml``) and by the ``lexgpt`` command.
 """
@@ -7,14 +8,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines import automation
 from pipelines.assets import baseline, data, model, tokens
 from pipelines.staleness import ensure_dagster_home
 from pipelines.resources import DataLake, LexicapSource, MlflowTracking
-from pipelines.sensors import build_sensor
 
 ensure_dagster_home()
 
-ASSETS = [
+# Every materializable asset gets the automation condition; the source brings its own.
+ASSETS = automation.with_conditions([
     data.lexicap_vtt,
     data.raw_subtitles,
     data.cleaned_corpus,
@@ -24,7 +26,7 @@ ASSETS = [
     model.evaluation_samples,
     baseline.ngram_baseline,
     baseline.beats_ngram_baseline,
-]
+])
 
 SOURCE_ASSET = data.lexicap_vtt.key.to_user_string()
 
@@ -40,5 +42,5 @@ defs = dg.Definitions(
     assets=ASSETS,
     jobs=[all_assets_job],
     resources=RESOURCES,
-    sensors=[build_sensor(data.lexicap_vtt.key, "all_assets")],
+    sensors=[automation.automation_sensor(sources=[data.lexicap_vtt.key])],
 )
