@@ -9,6 +9,7 @@ import dagster as dg
 from lexgpt import atomic, ngram
 from lexgpt.hashing import sha256_file, short
 from pipelines.assets.tokens import SHARDS_DIR, bpe_vocab, load_tokenizer, token_shards
+from pipelines.run_defaults import defaults_from_file
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, write_lineage
 from pipelines.resources import DataLake
@@ -21,6 +22,7 @@ TRAINED_MODEL = dg.AssetKey("trained_model")
 _SHARDS_INPUT_TAG = f"dagster/input_data_version/{token_shards.key.to_user_string()}"
 
 
+@defaults_from_file("ngram_baseline")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class NgramConfig(dg.Config):
     order: int = 5  # n of the n-gram: the longest context is order-1 tokens
 

@@ -18,6 +18,7 @@ from pipelines.assets.baseline import RESULT_FILE as NGRAM_RESULT_FILE
 from pipelines.assets.baseline import ngram_baseline
 from pipelines.assets.data import CORPUS_FILE, cleaned_corpus, read_corpus
 from pipelines.assets.tokens import SHARDS_DIR, TOKENIZER_FILE, bpe_vocab, load_tokenizer, token_shards
+from pipelines.run_defaults import defaults_from_file
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, write_lineage
 from pipelines.resources import DataLake, MlflowTracking
@@ -37,6 +38,7 @@ EVAL_PROMPTS = [
 ]
 
 
+@defaults_from_file("trained_model")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class TrainingConfig(dg.Config):
     """Training run config. ``None`` fields take the preset's (or the library's) default.
 
@@ -66,6 +68,7 @@ class TrainingConfig(dg.Config):
     max_val_bpc: float = 2.5  # the asset check fails above this
 
 
+@defaults_from_file("evaluation_samples")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class SamplesConfig(dg.Config):
     """Sampling for evaluation_samples: ``lexgpt generate``'s defaults, QA framing on."""
 
