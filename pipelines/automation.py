@@ -26,6 +26,9 @@ for the runs above it to finish instead of joining their run (eager requests the
 chain at once, so it would re-run everything below an input before knowing whether its
 content changed).
 
+The check ``beats_ngram_baseline`` runs in each automation run of ``trained_model``
+(:func:`with_its_asset`); the checks inside an asset's own op run with it anyway.
+
 The VTT source ``lexicap_vtt`` is observed by :func:`observe_condition`: on the first
 evaluation while it was never observed (``newly_missing`` is true on a first evaluation),
 then after every tick of :data:`OBSERVE_CRON`.
@@ -90,6 +93,16 @@ def observe_condition(cron: str = OBSERVE_CRON) -> dg.AutomationCondition:
     return (
         AC.newly_missing() | AC.cron_tick_passed(cron).with_label(f"cron tick ({cron})")
     ).with_label("observe: never observed, or a cron tick passed")
+
+
+def with_its_asset(asset: dg.AssetKey) -> dg.AutomationCondition:
+    """For an asset check defined apart from its asset: run it in automation's runs of the asset.
+
+    Such a check rides along by itself only with an asset that has no checks of its own
+    (``trained_model`` has one inside it, so Dagster then runs just that one).
+    """
+    return AC.asset_matches(asset, AC.will_be_requested()).with_label(
+        f"{asset.to_user_string()} is requested: run with it")
 
 
 def with_conditions(assets: Sequence) -> list:

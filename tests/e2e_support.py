@@ -164,6 +164,15 @@ class Dagster:
             ... on StopSensorMutationResult { instigationState { status } } } }""", {"id": state_id})
         assert data["stopSensor"]["instigationState"]["status"] == "STOPPED", data
 
+    def check_statuses(self) -> dict[str, str | None]:
+        """``asset:check`` -> the status of the check's execution on the asset's latest
+        materialization (None: never executed on it)."""
+        data = self.gql("""{ assetNodes { assetKey { path } assetChecksOrError { __typename
+            ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } }""")
+        return {f"{'/'.join(n['assetKey']['path'])}:{c['name']}":
+                (c["executionForLatestMaterialization"] or {}).get("status")
+                for n in data["assetNodes"] for c in n["assetChecksOrError"].get("checks", [])}
+
     def reload(self, location: str) -> None:
         """The UI's "Reload definitions"."""
         data = self.gql("""mutation R($l: String!) { reloadRepositoryLocation(repositoryLocationName: $l) {

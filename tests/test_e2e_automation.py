@@ -105,6 +105,9 @@ def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
         assert sorted(names) == sorted(ALL_ASSETS), names  # each asset once, one run each
         for name, parents in EDGES.items():  # an asset's run only after its inputs' runs
             assert all(names.index(p) < names.index(name) for p in parents - {"lexicap_vtt"}), names
+        checks = ui.check_statuses()  # every check ran on its asset's latest materialization
+        assert "trained_model:beats_ngram_baseline" in checks and len(checks) >= 4, checks
+        assert all(status in ("SUCCEEDED", "FAILED") for status in checks.values()), checks
         with dg.DagsterInstance.get() as instance:
             before = _materializations(instance)
         assert all(len(before[a]) == 1 for a in ALL_ASSETS), {a: len(v) for a, v in before.items()}
@@ -123,6 +126,7 @@ def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
         assert set(made) == {"cleaned_corpus"} | inputs_changed, (made, changed)
         assert "raw_subtitles" not in made
         assert sorted(rerun) == sorted(made), (rerun, made)
+        assert all(status in ("SUCCEEDED", "FAILED") for status in ui.check_statuses().values())
 
         # 3. A rule that matches nothing: a new code version for cleaned_corpus (stale until
         #    it re-runs), the same corpus, so nothing below it runs.

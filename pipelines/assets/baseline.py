@@ -9,6 +9,7 @@ import dagster as dg
 from lexgpt import atomic, ngram
 from lexgpt.hashing import sha256_file, short
 from pipelines.assets.tokens import SHARDS_DIR, bpe_vocab, load_tokenizer, token_shards
+from pipelines.automation import with_its_asset
 from pipelines.run_defaults import defaults_from_file
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, write_lineage
@@ -78,6 +79,7 @@ def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[dict, dict]
     asset=TRAINED_MODEL,
     name="beats_ngram_baseline",
     additional_deps=[ngram_baseline],  # in a run with both, the check waits for the baseline
+    automation_condition=with_its_asset(TRAINED_MODEL),  # see pipelines/automation.py
     blocking=False,
     description="The model's val bits/char is below the Kneser-Ney n-gram baseline's on the same "
     "shards (a warning: a model that loses to counting has learnt little).",
