@@ -27,17 +27,12 @@ from pipelines.model_commands import add_model_commands, verdict
 def _load_config(path: str | None) -> dict[str, dict[str, Any]]:
     if not path:
         return {}
-    import yaml
+    from pipelines.run_defaults import load_overrides
 
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as err:
-        raise SystemExit(f"{path}: cannot read the config file ({err.strerror or err})")
-    except yaml.YAMLError as err:
-        raise SystemExit(f"{path}: not valid YAML: {err}")
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise SystemExit(f"{path}: expected a mapping of asset name -> config, e.g. 'trained_model: {{max_steps: 100}}'")
-    return data
+        return load_overrides(path)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def _effective(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -193,6 +188,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parent.parent
     os.chdir(root)
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})")
+    print("Automation is on: it builds what is missing and re-runs what a code, rules or data change "
+          "makes stale (switch off lexgpt_automation on the Automation page to stop it)")
     os.execvp(_script("dagster"), ["dagster", "dev", "-w", str(root / "workspace.yaml"),
                           "-h", args.host, "-p", str(args.port)])
 
@@ -233,8 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the lock file names the command line of the writer holding it
+    from pipelines.run_defaults import ConfigFileError
+
     try:
         return args.func(args) or 0
+    except ConfigFileError as err:  # a bad LEXGPT_CONFIG file, read when the definitions load
+        print(f"lexgpt {args.command}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C outside a refresh step: nothing half-written to report
         print(f"\nlexgpt {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,4 +1,5 @@
-"""The Dagster definitions: seven assets in three groups, their checks, resources and sensor.
+"""The Dagster definitions: seven assets and the VTT source in three groups, their checks,
+resources, and the automation that keeps them fresh (:mod:`pipelines.automation`).
 
 Loaded by ``dagster dev`` (see ``workspace.yaml``) and by the ``lexgpt`` command. Importing
 this module has no side effects: ``lexgpt ui`` and the ``lexgpt`` command set
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines import automation
 from pipelines.assets import baseline, data, model, tokens
 from pipelines.resources import DataLake, LexicapSource, MlflowTracking
-from pipelines.sensors import build_sensor
 
-ASSETS = [
+# Every materializable asset gets the automation condition; the source brings its own.
+ASSETS = automation.with_conditions([
     data.lexicap_vtt,
     data.raw_subtitles,
     data.cleaned_corpus,
@@ -22,8 +24,9 @@ ASSETS = [
     model.trained_model,
     model.evaluation_samples,
     baseline.ngram_baseline,
-]
+])
 
+# Standalone checks run with their asset (in refresh's runs and in automation's).
 CHECKS = [
     data.corpus_matches_schema,
     tokens.val_shard_decodes_to_corpus,
@@ -47,5 +50,5 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=[all_assets_job],
     resources=RESOURCES,
-    sensors=[build_sensor(data.lexicap_vtt.key, "all_assets")],
+    sensors=[automation.automation_sensor(sources=[data.lexicap_vtt.key])],
 )

@@ -69,6 +69,7 @@ def use_home(monkeypatch, home: Path, vtt: Path, rules: Path | None = None) -> P
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("LEXGPT_CONFIG", raising=False)  # run config defaults: the classes' own
     if rules is None:
         monkeypatch.delenv("LEXGPT_CLEANING_RULES", raising=False)
     else:

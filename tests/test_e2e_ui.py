@@ -11,34 +11,26 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_CONFIG, free_port, kill_group
+from conftest import REPO, TINY_CONFIG, free_port
+from e2e_support import ALL_ASSETS, EDGES, Dagster
+from e2e_support import get_json as _get_json
+from e2e_support import post_json as _post_json
+from e2e_support import server as _server
+from e2e_support import tail as _tail
+from e2e_support import wait_http as _wait_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ALL_ASSETS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model",
-              "evaluation_samples"]
-EDGES = {  # asset -> its upstream assets, as the definitions declare them
-    "raw_subtitles": {"lexicap_vtt"},
-    "cleaned_corpus": {"raw_subtitles"},
-    "bpe_vocab": {"cleaned_corpus"},
-    "token_shards": {"cleaned_corpus", "bpe_vocab"},
-    "ngram_baseline": {"token_shards", "bpe_vocab"},
-    "trained_model": {"token_shards", "bpe_vocab", "ngram_baseline"},
-    "evaluation_samples": {"trained_model", "bpe_vocab"},
-}
 
 pytestmark = [
     pytest.mark.e2e,
@@ -49,51 +41,6 @@ pytestmark = [
 
 
 # ------------------------------------------------------------------------------ helpers
-
-@contextmanager
-def _server(cmd: list[str], log: Path, env: dict[str, str], cwd: Path = REPO):
-    """Run ``cmd`` in its own process group; on exit kill the whole group."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        kill_group(proc)
-
-
-def _tail(log: Path, n: int = 4000) -> str:
-    return log.read_text(errors="replace")[-n:] if log.exists() else "(no log)"
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> bytes:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited ({proc.returncode}) before {url} answered:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return resp.read()
-        except (urllib.error.URLError, OSError) as err:
-            last = err
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout:.0f}s ({last}):\n{_tail(log)}")
-
-
-def _post_json(url: str, payload: dict, timeout: float = 60) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
-def _get_json(url: str, timeout: float = 30) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
 
 @contextmanager
 def _browser():
@@ -131,78 +78,6 @@ def _wait_for_texts(page, texts: list[str], timeout_s: float = 60) -> str:
 
 # ------------------------------------------------------------------------------ Dagster
 
-class Dagster:
-    def __init__(self, base: str):
-        self.base = base
-
-    def gql(self, query: str, variables: dict | None = None) -> dict:
-        result = _post_json(f"{self.base}/graphql", {"query": query, "variables": variables or {}})
-        assert not result.get("errors"), result["errors"]
-        return result["data"]
-
-    def repository(self) -> tuple[str, str]:
-        data = self.gql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
-            name loadStatus locationOrLoadError { __typename
-              ... on RepositoryLocation { repositories { name } }
-              ... on PythonError { message stack } } } } } }""")
-        entries = data["workspaceOrError"]["locationEntries"]
-        assert len(entries) == 1, entries
-        entry = entries[0]
-        loc = entry["locationOrLoadError"]
-        if loc is None or entry["loadStatus"] != "LOADED":
-            return None  # still loading
-        assert loc["__typename"] == "RepositoryLocation", f"code location failed to load: {loc}"
-        return entry["name"], loc["repositories"][0]["name"]
-
-    def asset_nodes(self) -> dict[str, dict]:
-        data = self.gql("""{ assetNodes { assetKey { path } groupName isMaterializable isObservable
-            staleStatus staleCauses { reason category dependency { path } }
-            dependencyKeys { path } } }""")
-        return {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-
-    def launch_assets(self, location: str, repository: str, assets: list[str]) -> str:
-        data = self.gql(
-            """mutation Launch($executionParams: ExecutionParams!) {
-                launchRun(executionParams: $executionParams) {
-                  __typename
-                  ... on LaunchRunSuccess { run { runId } }
-                  ... on PythonError { message stack }
-                  ... on RunConfigValidationInvalid { errors { message } }
-                  ... on InvalidSubsetError { message }
-                  ... on PipelineNotFoundError { message }
-                  ... on UnauthorizedError { message }
-                } }""",
-            {"executionParams": {
-                "selector": {"repositoryLocationName": location, "repositoryName": repository,
-                             "jobName": "__ASSET_JOB",
-                             "assetSelection": [{"path": [a]} for a in assets]},
-                "mode": "default",
-                "executionMetadata": {"tags": [{"key": "lexgpt/test", "value": "e2e"}]},
-            }},
-        )["launchRun"]
-        assert data["__typename"] == "LaunchRunSuccess", data
-        return data["run"]["runId"]
-
-    def wait_run(self, run_id: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        status = None
-        while time.monotonic() < deadline:
-            run = self.gql("""query Run($id: ID!) { runOrError(runId: $id) { __typename
-                ... on Run { status assetSelection { path } } } }""", {"id": run_id})["runOrError"]
-            status = run["status"]
-            if status in ("SUCCESS", "FAILURE", "CANCELED"):
-                return status
-            time.sleep(1)
-        raise AssertionError(f"run {run_id} still {status} after {timeout:.0f}s")
-
-    def run_failure(self, run_id: str) -> str:
-        data = self.gql("""query Logs($id: ID!) { logsForRun(runId: $id) { __typename
-            ... on EventConnection { events { __typename ... on MessageEvent { message }
-              ... on ExecutionStepFailureEvent { error { message } } } } } }""", {"id": run_id})
-        events = data["logsForRun"].get("events", [])
-        return "\n".join(e.get("message") or str(e.get("error")) for e in events)[-4000:]
-
-
 def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -222,6 +97,9 @@ def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
             assert time.monotonic() < deadline, f"code location never loaded:\n{_tail(log)}"
             time.sleep(1)
         location, repository = repo
+        # Automation is on by default (tests/test_e2e_automation.py); this test materializes
+        # by hand, so first it turns automation off, as a user can on the Automation page.
+        ui.stop_sensor(location, repository, "lexgpt_automation")
 
         # The asset graph as the definitions declare it; nothing materialized yet.
         nodes = ui.asset_nodes()

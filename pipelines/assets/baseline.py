@@ -9,6 +9,8 @@ import dagster as dg
 from lexgpt import atomic, ngram
 from lexgpt.hashing import sha256_file, short
 from pipelines.assets.tokens import bpe_vocab, token_shards
+from pipelines.automation import with_its_asset
+from pipelines.run_defaults import defaults_from_file
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, latest_metadata, latest_tags, write_lineage
 from pipelines.resources import DataLake
@@ -20,6 +22,7 @@ TRAINED_MODEL = dg.AssetKey("trained_model")
 _SHARDS_INPUT_TAG = f"dagster/input_data_version/{token_shards.key.to_user_string()}"
 
 
+@defaults_from_file("ngram_baseline")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class NgramConfig(dg.Config):
     order: int = 5  # n of the n-gram: the longest context is order-1 tokens
 
@@ -72,6 +75,7 @@ def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[dict, dict]
     asset=TRAINED_MODEL,
     name="beats_ngram_baseline",
     additional_deps=[ngram_baseline],  # in a run with both, the check waits for the baseline
+    automation_condition=with_its_asset(TRAINED_MODEL),  # see pipelines/automation.py
     blocking=False,
     description="The model's val bits/char is below the Kneser-Ney n-gram baseline's on the same "
     "shards (a warning: a model that loses to counting has learnt little).",

@@ -8,12 +8,14 @@ import dagster as dg
 
 from lexgpt import atomic, cleaning, corpus, ingest, lexicap
 from lexgpt.hashing import sha256_file, short
+from pipelines.automation import observe_condition
 from pipelines.lake import column_schema, table, write_lineage
 from pipelines.resources import DataLake, LexicapSource
 from pipelines.versioning import code_version
 
 GROUP = "data"
 _SHOWN = 50  # rows of a metadata table; lineage.json holds the whole list
+
 
 def lexicap_vtt(source: LexicapSource) -> dg.DataVersion:
     return dg.DataVersion(source.data_version())
@@ -29,6 +31,7 @@ with warnings.catch_warnings():
         "Versioned by content: a changed or added file makes raw_subtitles stale.",
         owners=["team:data"],
         tags={"kind": "vtt"},
+        automation_condition=observe_condition(),  # observed by automation, see pipelines/automation.py
     )(lexicap_vtt)
 
 

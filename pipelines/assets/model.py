@@ -16,6 +16,7 @@ from lexgpt.interrupts import stop_on_interrupt
 from pipelines.assets.baseline import ngram_baseline
 from pipelines.assets.data import cleaned_corpus
 from pipelines.assets.tokens import bpe_vocab, token_shards
+from pipelines.run_defaults import defaults_from_file
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.lake import latest_data_version, latest_metadata, write_lineage
 from pipelines.resources import DataLake, MlflowTracking
@@ -33,6 +34,7 @@ EVAL_PROMPTS = [
 ]
 
 
+@defaults_from_file("trained_model")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class TrainingConfig(dg.Config):
     """Training run config. ``None`` fields take the preset's (or the library's) default.
 
@@ -62,6 +64,7 @@ class TrainingConfig(dg.Config):
     max_val_bpc: float = 2.5  # the asset check fails above this
 
 
+@defaults_from_file("evaluation_samples")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class SamplesConfig(dg.Config):
     """Sampling for evaluation_samples: ``lexgpt generate``'s defaults, QA framing on."""
 

@@ -11,12 +11,14 @@ from lexgpt.hashing import sha256_file, sha256_json, short
 from pipelines.assets.data import cleaned_corpus
 from pipelines.lake import latest_data_version, table, write_lineage
 from pipelines.resources import DataLake
+from pipelines.run_defaults import defaults_from_file
 from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.versioning import code_version
 
 GROUP = "tokens"
 
 
+@defaults_from_file("bpe_vocab")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class BPEConfig(dg.Config):
     vocab_size: int = 1000
 
