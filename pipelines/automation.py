@@ -126,7 +126,7 @@ def automation_sensor(sources: Sequence[dg.AssetKey],
     leaves source assets out); RUNNING by default, so ``lexgpt ui`` automates at once."""
     return dg.AutomationConditionSensorDefinition(
         SENSOR_NAME,
-        target=dg.AssetSelection.all() | dg.AssetSelection.keys(*sources),
+        target=dg.AssetSelection.all() | dg.AssetSelection.assets(*sources),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=minimum_interval_seconds,
         description="Keeps every asset fresh: builds what is missing, re-runs an asset when its "

@@ -40,6 +40,7 @@ SOURCE_ASSET = data.lexicap_vtt.key.to_user_string()
 RESOURCES = {
     "source": LexicapSource(),
     "lake": DataLake(),
+    "lake_reader": DataLake(read_only=True),  # for the checks: reads need no writer lock
     "mlflow": MlflowTracking(),
 }
 

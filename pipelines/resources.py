@@ -24,6 +24,9 @@ class DataLake(dg.ConfigurableResource):
     """
 
     root: str | None = None
+    # Asset checks only read; they take the lake as ``lake_reader`` (read_only), so the
+    # checks of one asset can run side by side, and beside a writer, without the lock.
+    read_only: bool = False
     _writer: Any = PrivateAttr(default=None)
 
     def path(self, *parts: str) -> Path:
@@ -86,6 +89,8 @@ class DataLake(dg.ConfigurableResource):
         return files_metadata(self.path(asset))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.read_only:
+            return
         from pipelines.writers import hold_home
 
         run_id = context.run.run_id if context.run else None

@@ -149,6 +149,32 @@ def test_a_ui_materialization_takes_the_lock_too(holder_process, monkeypatch):
     assert f"another lexgpt writer is running in {home}: PID {proc.pid}" in str(failure.event_specific_data)
 
 
+def test_the_checks_read_the_lake_without_the_lock(holder_process, monkeypatch):
+    """Checks only read: while a writer holds the home (or a sibling check runs), they still run."""
+    import dagster as dg
+
+    from pipelines.definitions import RESOURCES
+    from pipelines.resources import DataLake
+
+    home, _ = holder_process
+    monkeypatch.setenv("LEXGPT_HOME", str(home))
+    assert RESOURCES["lake_reader"].read_only and not RESOURCES["lake"].read_only
+
+    @dg.asset
+    def thing():
+        pass
+
+    @dg.asset_check(asset=thing)
+    def reads(lake_reader: DataLake) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    defs = dg.Definitions(assets=[thing], asset_checks=[reads],
+                          resources={"lake_reader": DataLake(root=str(home / "lake"), read_only=True)})
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    assert result.success and [e.passed for e in result.get_asset_check_evaluations()] == [True]
+
+
 def test_cli_refresh_while_another_writes_says_who(lexgpt_home: Path):
     proc = subprocess.Popen([sys.executable, "-c", HOLD_SRC, str(lexgpt_home)], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -155,9 +155,9 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
     description="The written corpus passes the pandera schema (one row per episode, unique "
     "ids, text non-empty, counts consistent).",
 )
-def corpus_matches_schema(lake: DataLake) -> dg.AssetCheckResult:
+def corpus_matches_schema(lake_reader: DataLake) -> dg.AssetCheckResult:
     try:
-        corpus.validate(lake.read_corpus())
+        corpus.validate(lake_reader.read_corpus())
     except corpus.CorpusValidationError as err:
         cases = err.failure_cases
         rows = [list(r) for r in cases.head(_SHOWN).rows()] if cases is not None else []

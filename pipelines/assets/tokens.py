@@ -117,10 +117,10 @@ def token_shards(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Materi
     blocking=True,  # a shard that does not decode to the corpus would train on the wrong text
     description="Decoding the val shard gives back the cleaned text exactly.",
 )
-def val_shard_decodes_to_corpus(lake: DataLake) -> dg.AssetCheckResult:
-    df = lake.read_corpus()
+def val_shard_decodes_to_corpus(lake_reader: DataLake) -> dg.AssetCheckResult:
+    df = lake_reader.read_corpus()
     texts = dict(zip(df["episode_id"].to_list(), df["text"].to_list()))
-    mismatched = shards.decode_check(lake.shards_dir(), lake.load_tokenizer(), texts, split="val")
+    mismatched = shards.decode_check(lake_reader.shards_dir(), lake_reader.load_tokenizer(), texts, split="val")
     return dg.AssetCheckResult(passed=not mismatched,
                                metadata={"mismatched_episodes": dg.MetadataValue.json(mismatched)})
 
@@ -130,8 +130,8 @@ def val_shard_decodes_to_corpus(lake: DataLake) -> dg.AssetCheckResult:
     blocking=True,  # an id past the vocab would index past the embedding table
     description="Every token id in both shards is < the vocab size.",
 )
-def token_ids_below_vocab_size(lake: DataLake) -> dg.AssetCheckResult:
-    out_dir, vocab_size = lake.shards_dir(), lake.load_tokenizer().vocab_size
+def token_ids_below_vocab_size(lake_reader: DataLake) -> dg.AssetCheckResult:
+    out_dir, vocab_size = lake_reader.shards_dir(), lake_reader.load_tokenizer().vocab_size
     splits = shards.read_manifest(out_dir)["splits"]
     max_id = max(shards.max_token_id(out_dir / splits[s]["file"]) for s in ("train", "val"))
     return dg.AssetCheckResult(passed=max_id < vocab_size,
