@@ -94,6 +94,14 @@ class Dagster:
         assert loc["__typename"] == "RepositoryLocation", f"code location failed to load: {loc}"
         return entry["name"], loc["repositories"][0]["name"]
 
+    def wait_for_repository(self, log: Path, timeout: float = 120) -> tuple[str, str]:
+        """(location, repository) once the code location has loaded; fails with the server log."""
+        deadline = time.monotonic() + timeout
+        while (repo := self.repository()) is None:
+            assert time.monotonic() < deadline, f"code location never loaded:\n{tail(log)}"
+            time.sleep(1)
+        return repo
+
     def asset_nodes(self) -> dict[str, dict]:
         data = self.gql("""{ assetNodes { assetKey { path } groupName isMaterializable isObservable
             staleStatus staleCauses { reason category dependency { path } }

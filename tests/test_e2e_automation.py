@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_CONFIG, free_port
-from e2e_support import ALL_ASSETS, EDGES, Dagster, server, tail, wait_http
+from e2e_support import ALL_ASSETS, EDGES, Dagster, server, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -89,11 +89,7 @@ def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
     with server(cmd, log, env) as proc:
         json.loads(wait_http(f"{base}/server_info", proc, log, timeout=150))
         ui = Dagster(base)
-        deadline = time.monotonic() + 120
-        while (repo := ui.repository()) is None:
-            assert time.monotonic() < deadline, f"code location never loaded:\n{tail(log)}"
-            time.sleep(1)
-        location, repository = repo
+        location, repository = ui.wait_for_repository(log)
         sensor = ui.sensor(location, repository, "lexgpt_automation")
         # An automation condition sensor (Dagster calls its type AUTO_MATERIALIZE), on by default.
         assert (sensor["sensorType"], sensor["sensorState"]["status"]) == ("AUTO_MATERIALIZE", "RUNNING"), sensor

@@ -91,12 +91,7 @@ def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
         info = json.loads(_wait_http(f"{base}/server_info", proc, log, timeout=150))
         assert "dagster_webserver_version" in info, info
         ui = Dagster(base)
-
-        deadline = time.monotonic() + 120
-        while (repo := ui.repository()) is None:
-            assert time.monotonic() < deadline, f"code location never loaded:\n{_tail(log)}"
-            time.sleep(1)
-        location, repository = repo
+        location, repository = ui.wait_for_repository(log)
         # Automation is on by default (tests/test_e2e_automation.py); this test materializes
         # by hand, so first it turns automation off, as a user can on the Automation page.
         ui.stop_sensor(location, repository, "lexgpt_automation")
