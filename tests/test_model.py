@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lexgpt.generate import KVCache
-from lexgpt.model import GPT, PRESETS, GPTConfig
+from lexgpt.model import GPT, PRESETS, GPTConfig, causal_attention
 from lexgpt.optim import build_optimizers
 
 
@@ -128,6 +128,19 @@ def test_kv_cache_forward_matches_full_forward():
         for t in range(11, 20):  # one token at a time
             parts.append(model(idx[:, t : t + 1], kv_cache=cache, start_pos=t)[0])
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_written_out_attention_is_sdpa_causal(dtype):
+    # CPU training uses causal_attention; the KV cache and CUDA use SDPA: same maths.
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, dtype=dtype) for _ in range(3))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(causal_attention(q, k, v), expected, rtol=0, atol=tol)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, 9:], v2[:, :, 9:] = 0.0, 5.0  # keys and values after position 8 change
+    torch.testing.assert_close(causal_attention(q, k2, v2)[:, :, :9], causal_attention(q, k, v)[:, :, :9])
 
 
 def test_rope_scores_depend_only_on_relative_position():
