@@ -1,5 +1,5 @@
-"""What the end-to-end tests share: starting a server, waiting for it, and a small client
-for Dagster's GraphQL API (the one its web UI uses)."""
+"""What the end-to-end tests share: starting a server, waiting for it, a small client for
+Dagster's GraphQL API (the one its web UI uses), and headless Chromium through Playwright."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, kill_group
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 ALL_ASSETS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model",
               "evaluation_samples"]
@@ -104,7 +111,7 @@ class Dagster:
 
     def asset_nodes(self) -> dict[str, dict]:
         data = self.gql("""{ assetNodes { assetKey { path } groupName isMaterializable isObservable
-            staleStatus staleCauses { reason category dependency { path } }
+            opVersion staleStatus staleCauses { reason category dependency { path } }
             dependencyKeys { path } } }""")
         return {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
 
@@ -181,12 +188,16 @@ class Dagster:
                 (c["executionForLatestMaterialization"] or {}).get("status")
                 for n in data["assetNodes"] for c in n["assetChecksOrError"].get("checks", [])}
 
-    def reload(self, location: str) -> None:
-        """The UI's "Reload definitions"."""
-        data = self.gql("""mutation R($l: String!) { reloadRepositoryLocation(repositoryLocationName: $l) {
-            __typename ... on WorkspaceLocationEntry { loadStatus } ... on PythonError { message } } }""",
-                        {"l": location})["reloadRepositoryLocation"]
-        assert data["__typename"] == "WorkspaceLocationEntry", data
+    def reload_in_browser(self, page, asset: str, timeout: float = 120) -> None:
+        """Click "Reload definitions" on the asset catalog page, as a user does, and wait
+        until the server serves ``asset`` under its new code version."""
+        before = self.asset_nodes()[asset]["opVersion"]
+        page.goto(f"{self.base}/assets", wait_until="domcontentloaded")
+        page.get_by_role("button", name="Reload definitions").click()
+        deadline = time.monotonic() + timeout
+        while self.asset_nodes()[asset]["opVersion"] == before:
+            assert time.monotonic() < deadline, f"{asset} still has code version {before} after the reload"
+            time.sleep(1)
 
     def wait_settled(self, log: Path, timeout: float, quiet_s: float = 40) -> list[dict]:
         """Wait until every asset is FRESH, no run is in flight and none has started or ended
@@ -209,3 +220,38 @@ class Dagster:
         nodes = self.asset_nodes()
         raise AssertionError(f"not settled after {timeout:.0f}s: "
                              f"{ {a: nodes[a]['staleStatus'] for a in ALL_ASSETS} }\n{tail(log)}")
+
+
+@contextmanager
+def browser():
+    """Headless Chromium (Debian's) through Playwright; skips the test without Playwright."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            chromium.close()
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    page.screenshot(path=str(path), full_page=False)
+    assert path.stat().st_size > 10_000, f"{path} looks empty"
+    return path
+
+
+def wait_for_texts(page, texts: list[str], timeout_s: float = 60) -> str:
+    """Wait until every text is in the rendered page; return the page's text."""
+    deadline = time.monotonic() + timeout_s
+    body = ""
+    while time.monotonic() < deadline:
+        body = page.evaluate("() => document.body ? document.body.innerText : ''")
+        if all(t in body for t in texts):
+            return body
+        page.wait_for_timeout(500)
+    missing = [t for t in texts if t not in body]
+    raise AssertionError(f"{page.url}: never showed {missing}; page text:\n{body[:3000]}")

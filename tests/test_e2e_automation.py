@@ -3,8 +3,10 @@
 The user story of issue 10: start the UI, turn nothing on, and everything gets built; edit
 a cleaning rule, "Reload definitions", and exactly what the edit changed is rebuilt. Starts
 the real ``dagster dev`` over a temporary home (the tiny training config comes from
-``LEXGPT_CONFIG``, as automation launches runs without run config), drives it through
-GraphQL only (no browser) and reads the materializations from the same instance.
+``LEXGPT_CONFIG``, as automation launches runs without run config). The only action is a
+click on "Reload definitions" in headless Chromium after each rules edit; the test watches
+through the UI's GraphQL API and the Runs page, and reads the materializations from the
+same instance.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_CONFIG, free_port
-from e2e_support import ALL_ASSETS, EDGES, Dagster, server, wait_http
+from e2e_support import ALL_ASSETS, CHROMIUM, EDGES, Dagster, browser, screenshot, server, wait_for_texts, wait_http
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium; "
+                       "CI does it in .ci/run)"),
+]
 
 # Two cleaning rules appended to the home's rules file: one changes the text (the synthetic
 # episodes say "robot" a lot), one matches nothing (a new code version, the same corpus).
@@ -71,6 +78,13 @@ def _after_edit(before: dict[str, list], after: dict[str, list]) -> tuple[list[s
     return made, changed
 
 
+def _runs_page_lists(page, base: str, runs: list[dict], name: str) -> None:
+    """The UI's Runs page shows each of ``runs`` (by the short id the table prints)."""
+    page.goto(f"{base}/runs", wait_until="domcontentloaded")
+    wait_for_texts(page, [r["runId"][:8] for r in runs], timeout_s=90)
+    screenshot(page, name)
+
+
 def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
     import dagster as dg
 
@@ -86,7 +100,7 @@ def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
     env = os.environ.copy() | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "LEXGPT_CONFIG": str(config)}
     cmd = ["dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
     started = time.monotonic()
-    with server(cmd, log, env) as proc:
+    with server(cmd, log, env) as proc, browser() as page:
         json.loads(wait_http(f"{base}/server_info", proc, log, timeout=150))
         ui = Dagster(base)
         location, repository = ui.wait_for_repository(log)
@@ -108,12 +122,16 @@ def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
             before = _materializations(instance)
         assert all(len(before[a]) == 1 for a in ALL_ASSETS), {a: len(v) for a, v in before.items()}
 
+        ui.gql("mutation { setNuxSeen }")  # the one-time "join the community" dialog's Skip
+        _runs_page_lists(page, base, first, "dagster_automation_first_build.png")
+
         # 2. A rule that changes the text, then "Reload definitions": cleaned_corpus re-runs,
         #    and below it exactly the assets an input of which has a new data version.
         rules.write_text(rules.read_text() + REAL_EDIT)
-        ui.reload(location)
+        ui.reload_in_browser(page, "cleaned_corpus")
         second = ui.wait_settled(log, timeout=1500)
         rerun = _assert_automation_runs(_new_runs(second, first))
+        _runs_page_lists(page, base, _new_runs(second, first), "dagster_automation_after_edit.png")
         with dg.DagsterInstance.get() as instance:
             after = _materializations(instance)
         made, changed = _after_edit(before, after)
@@ -127,9 +145,10 @@ def test_automation_keeps_the_pipeline_fresh(lexgpt_home: Path, tmp_path: Path):
         # 3. A rule that matches nothing: a new code version for cleaned_corpus (stale until
         #    it re-runs), the same corpus, so nothing below it runs.
         rules.write_text(rules.read_text() + NO_OP_EDIT)
-        ui.reload(location)
+        ui.reload_in_browser(page, "cleaned_corpus")
         third = ui.wait_settled(log, timeout=600)
         assert _assert_automation_runs(_new_runs(third, second)) == ["cleaned_corpus"]
+        _runs_page_lists(page, base, _new_runs(third, second), "dagster_automation_after_no_op.png")
         with dg.DagsterInstance.get() as instance:
             made, changed = _after_edit(after, _materializations(instance))
         assert made == ["cleaned_corpus"] and not any(changed.values()), (made, changed)

@@ -14,23 +14,17 @@ import re
 import sys
 import time
 import urllib.error
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, TINY_CONFIG, free_port
-from e2e_support import ALL_ASSETS, EDGES, Dagster
+from e2e_support import ALL_ASSETS, CHROMIUM, EDGES, Dagster, browser, screenshot, wait_for_texts
 from e2e_support import get_json as _get_json
 from e2e_support import post_json as _post_json
 from e2e_support import server as _server
 from e2e_support import tail as _tail
 from e2e_support import wait_http as _wait_http
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = [
     pytest.mark.e2e,
@@ -38,42 +32,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium; "
                        "CI does it in .ci/run)"),
 ]
-
-
-# ------------------------------------------------------------------------------ helpers
-
-@contextmanager
-def _browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(60_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def _screenshot(page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
-    page.screenshot(path=str(path), full_page=False)
-    assert path.stat().st_size > 10_000, f"{path} looks empty"
-    return path
-
-
-def _wait_for_texts(page, texts: list[str], timeout_s: float = 60) -> str:
-    """Wait until every text is in the rendered page; return the page's text."""
-    deadline = time.monotonic() + timeout_s
-    body = ""
-    while time.monotonic() < deadline:
-        body = page.evaluate("() => document.body ? document.body.innerText : ''")
-        if all(t in body for t in texts):
-            return body
-        page.wait_for_timeout(500)
-    missing = [t for t in texts if t not in body]
-    raise AssertionError(f"{page.url}: never showed {missing}; page text:\n{body[:3000]}")
 
 
 # ------------------------------------------------------------------------------ Dagster
@@ -123,23 +81,23 @@ def test_dagster_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
         # The same graph, rendered by the UI in a real browser. (The one-time "join the
         # community" dialog is dismissed the way its Skip button does, on the server.)
         ui.gql("mutation { setNuxSeen }")
-        with _browser() as page:
+        with browser() as page:
             page.goto(f"{base}/asset-groups", wait_until="domcontentloaded")
-            _wait_for_texts(page, ["Global asset lineage", "data", "tokens", "model"], timeout_s=90)
+            wait_for_texts(page, ["Global asset lineage", "data", "tokens", "model"], timeout_s=90)
             # The three groups start collapsed; expand them (the graph's Alt+E shortcut).
             page.wait_for_timeout(500)
             page.keyboard.press("Alt+e")
-            _wait_for_texts(page, ALL_ASSETS, timeout_s=60)
+            wait_for_texts(page, ALL_ASSETS, timeout_s=60)
             assert page.get_by_text("Join the Dagster community").count() == 0
             page.wait_for_timeout(1500)  # let the layout and the status colours settle
-            _screenshot(page, "dagster_asset_graph.png")
+            screenshot(page, "dagster_asset_graph.png")
 
             page.goto(f"{base}/assets/cleaned_corpus", wait_until="domcontentloaded")
             # The asset's page shows the metadata the asset recorded (rule hit counts...).
-            _wait_for_texts(page, ["cleaned_corpus", "hits_per_rule", "rules_sha256", "preview"],
+            wait_for_texts(page, ["cleaned_corpus", "hits_per_rule", "rules_sha256", "preview"],
                             timeout_s=60)
             page.wait_for_timeout(1000)
-            _screenshot(page, "dagster_cleaned_corpus.png")
+            screenshot(page, "dagster_cleaned_corpus.png")
 
 
 # ------------------------------------------------------------------------------ MLflow
@@ -161,7 +119,7 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
     with _server(cmd, log, env) as proc:
         _wait_http(f"{base}/health", proc, log, timeout=300)  # minutes on a busy 2-core box
         with _server([sys.executable, "-m", "pipelines.cli", "refresh", "--config", str(config)],
-                     refresh_log, env | {"OMP_NUM_THREADS": "1"}) as refresh, _browser() as page:
+                     refresh_log, env | {"OMP_NUM_THREADS": "1"}) as refresh, browser() as page:
             page.add_init_script(MLFLOW_NO_ASSISTANT)  # its first-visit side panel covers the page
             # While training runs: the run exists, is RUNNING, and already has metrics.
             deadline = time.monotonic() + 600
@@ -182,11 +140,11 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
                         live = run
             run_id = live["info"]["run_id"]
             page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}", wait_until="domcontentloaded")
-            _wait_for_texts(page, ["train_loss", "Running"], timeout_s=90)
+            wait_for_texts(page, ["train_loss", "Running"], timeout_s=90)
             _close_mlflow_assistant(page)
             status = _get_json(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"]
             assert status == "RUNNING", "the page was checked only after training ended"
-            _screenshot(page, "mlflow_run_live.png")
+            screenshot(page, "mlflow_run_live.png")
             refresh.wait(timeout=900)
             assert refresh.returncode == 0, _tail(refresh_log)
 
@@ -207,7 +165,7 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
         assert any(a["alias"] == "champion" for a in model.get("aliases", [])), model
         assert model["latest_versions"][0]["run_id"] == run_id
 
-        with _browser() as page:
+        with browser() as page:
             page.add_init_script(MLFLOW_NO_ASSISTANT)
             # The experiment is a model-training one (MLflow's kind tag), and the link that
             # `lexgpt mlflow-ui` printed opens on its training runs, whose list shows val
@@ -223,24 +181,24 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
             assert link == f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
             page.goto(link, wait_until="domcontentloaded")
             assert run["info"]["run_name"].startswith(f"{metrics['val_bpc']:.3f} bpc ")
-            _wait_for_texts(page, ["Runs", "lexgpt", run["info"]["run_name"]], timeout_s=90)
+            wait_for_texts(page, ["Runs", "lexgpt", run["info"]["run_name"]], timeout_s=90)
             _close_mlflow_assistant(page)
             assert "/runs" in page.url, page.url
-            _screenshot(page, "mlflow_experiment.png")
+            screenshot(page, "mlflow_experiment.png")
 
             page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}", wait_until="domcontentloaded")
-            body = _wait_for_texts(page, ["val_bpc", "train_loss", "tokens_per_s", "Parameters"],
+            body = wait_for_texts(page, ["val_bpc", "train_loss", "tokens_per_s", "Parameters"],
                                    timeout_s=90)
             assert "lexgpt" in body  # the model logged by the run, registered as lexgpt
             _close_mlflow_assistant(page)
             page.get_by_text("val_bpc", exact=True).first.scroll_into_view_if_needed()
-            _screenshot(page, "mlflow_run.png")
+            screenshot(page, "mlflow_run.png")
 
             page.goto(f"{base}/#/models/lexgpt", wait_until="domcontentloaded")
-            _wait_for_texts(page, ["lexgpt", "Version 1", "champion", "lexgpt.corpus_version"],
+            wait_for_texts(page, ["lexgpt", "Version 1", "champion", "lexgpt.corpus_version"],
                             timeout_s=90)
             _close_mlflow_assistant(page)
-            _screenshot(page, "mlflow_registered_model.png")
+            screenshot(page, "mlflow_registered_model.png")
 
 
 MLFLOW_NO_ASSISTANT = """
