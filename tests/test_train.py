@@ -192,8 +192,19 @@ def test_compiled_model_trains_like_eager(tmp_path):
     compiled = train(model_config(), steps(**base, compile=True), tmp_path / "data", tmp_path / "c",
                      token_chars, progress=False)  # fmt: skip
     losses = lambda r: [h["train_loss"] for h in r.history if "train_loss" in h]  # noqa: E731
-    assert losses(compiled) == pytest.approx(losses(eager), rel=1e-4)
-    assert compiled.val_bpc == pytest.approx(eager.val_bpc, rel=1e-4)
+    # Inductor fuses the written-out softmax (and sums embedding gradients) in another order
+    # than eager: float32 rounding differs by ~1e-7 per step and 30 Muon steps grow it to
+    # ~1.5e-4 of the loss. A wrong mask or a lost gradient moves the loss by far more.
+    assert losses(compiled) == pytest.approx(losses(eager), rel=1e-3)
+    assert compiled.val_bpc == pytest.approx(eager.val_bpc, rel=1e-3)
+    # Before any step the two give the same logits to float32 rounding.
+    torch.manual_seed(0)
+    fresh = GPT(model_config())
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.normal_(0, 0.3)
+        idx = torch.randint(0, VOCAB, (3, 16))
+        torch.testing.assert_close(torch.compile(fresh)(idx)[0], fresh(idx)[0], rtol=0, atol=1e-5)
     # Weights are saved from the uncompiled module: no "_orig_mod." prefix.
     state = torch.load(compiled.weights_path, weights_only=True)
     assert set(state) == set(torch.load(eager.weights_path, weights_only=True))
