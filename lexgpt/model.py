@@ -13,7 +13,8 @@ The parameter names and maths are those of Hugging Face's ``Qwen3ForCausalLM``, 
 ``lexgpt.export`` can hand the weights to ``transformers`` as they are.
 
 RoPE encodes position by rotating queries and keys, so attention scores depend only on the
-distance between two tokens. There is no position table: a KV cache entry stays valid when
+distance between two tokens. There is no learned position table (the cos/sin values are cached
+for ``block_size`` positions only for speed): a KV cache entry stays valid when
 older entries are dropped, and a window can roll past ``block_size`` (see
 ``lexgpt.generate``).
 
