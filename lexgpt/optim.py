@@ -41,7 +41,7 @@ def build_optimizers(
     model: GPT,
     *,
     optimizer: str = "muon",
-    matrix_lr: float = 0.02,
+    matrix_lr: float = 0.03,
     embedding_lr: float = 0.3,
     head_lr: float = 0.004,
     scalar_lr: float = 0.004,
@@ -81,7 +81,8 @@ def build_optimizers(
         adam_groups.append({"params": matrices, "lr": matrix_lr, "weight_decay": weight_decay})
         optimizers: list[torch.optim.Optimizer] = []
     else:
-        # Keller Jordan's scaling (sqrt(max(1, rows/cols))): lr 0.02 is his and nanochat's default.
+        # Keller Jordan's scaling (sqrt(max(1, rows/cols))). His and nanochat's lr is 0.02; 0.03
+        # measured better for cpu-small (BENCHMARKS.md). The recipe's values live in TrainConfig.
         optimizers = [torch.optim.Muon(matrices, lr=matrix_lr, weight_decay=weight_decay)]
     adam_groups = [g for g in adam_groups if g["params"]]
     optimizers.insert(0, torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, **extra))
