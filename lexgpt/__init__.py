@@ -21,7 +21,7 @@ The library has one concept per module and no Dagster imports:
 - ``loss_eval``  bits per character on the val shard (every target scored once)
 - ``checkpoint`` save/resume a training state; ``load_model``, the one loader of weights
 - ``interrupts`` Ctrl-C that stops a long loop even where a library drops it
-- ``train``      the training loop and its CLI (``python -m lexgpt.train``)
+- ``train``      the training loop (``train_config``: its settings; ``train_cli``: ``python -m lexgpt.train``)
 - ``export``     the weights as a Hugging Face ``Qwen3ForCausalLM`` folder
 - ``generation_params``  how to sample: one set of defaults, validated in one place
 - ``generate``   prompt in, streamed text out (sampling with a KV cache)
@@ -30,7 +30,9 @@ The library has one concept per module and no Dagster imports:
 - ``run_artifacts``  a run's files: loss curve, tokenizer, rules, samples
 - ``plots``      the loss curve
 - ``packaging``  the GPT as an MLflow pyfunc: log, register, load
-- ``mlflow_model``  the pyfunc itself (runs inside MLflow, models from code)
+- ``mlflow_model``  the pyfunc flavour, imported from the installed package (the logged model is data)
+- ``model_files``  the three files a registered model is, their hashes in the registry, checked on load
+- ``moved_home``  a copied or moved home: MLflow's artifact paths re-pointed to it
 - ``registry``   the champion gate, promotion, lineage of a model version
 - ``atomic``     atomic file writes for everything in the data lake
 - ``lock``       one writer per home folder (a lock file naming its holder)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,18 @@ CONFIG = "config.json"
 
 class ModelLoadError(ValueError):
     """A model folder or file that cannot be loaded; the message names the file."""
+
+
+# What a resume reads (``lexgpt.train`` writes these and ``train_config``).
+CHECKPOINT_KEYS = frozenset({"model", "optimizers", "step", "rng", "best", "history", "elapsed_s", "model_config"})
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that cannot be resumed from; the message names the file and the remedy."""
+
+    @classmethod
+    def at(cls, path: Path, problem: str) -> CheckpointError:
+        return cls(f"{path}: {problem}; delete it to start training over, or move it away to keep it")
 
 
 def save_model(model: GPT, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -85,11 +98,37 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None if there is none."""
+    """The checkpoint at ``path``, or None if there is none.
+
+    One that cannot be resumed from (truncated, corrupt, not a checkpoint) raises
+    :class:`CheckpointError`, whose one line names the file and what to do about it.
+    """
     path = Path(path)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a corrupt file
+        raise CheckpointError.at(path, f"cannot be read ({_why_unreadable(path, err)})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError.at(path, f"holds a {type(state).__name__}, not a training checkpoint")
+    missing = sorted(CHECKPOINT_KEYS - state.keys())
+    if missing:
+        raise CheckpointError.at(path, f"is not a training checkpoint (no {', '.join(missing)})")
+    if type(state["step"]) is not int or state["step"] < 0:
+        raise CheckpointError.at(path, f"step={state['step']!r} is not a step count")
+    return state
+
+
+def _why_unreadable(path: Path, err: BaseException) -> str:
+    """Torch's reason, in words that fit one line. Its weights-only message suggests loading
+    with ``weights_only=False``, which would run whatever code the file holds: not passed on."""
+    if not zipfile.is_zipfile(path):
+        return "not a zip archive: truncated or overwritten"
+    text = str(err).strip() or type(err).__name__
+    if text.startswith("Weights only load failed"):
+        return "it holds objects other than tensors and plain values"
+    return text.splitlines()[0][:200]
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ import polars as pl
 import pandera.polars as pa
 import pyarrow
 
-from lexgpt.cleaning import Rule, clean
+from lexgpt.cleaning import Rule, RunBudget, clean
 from lexgpt.hashing import sha256_bytes
 
 # Characters that are never text: C0/C1 controls other than tab and newline, and Unicode
@@ -69,11 +69,15 @@ class MixedEpisodeError(ValueError):
     """Cues of one episode id came from more than one file."""
 
 
-def build_corpus(cues: pyarrow.Table, rules: list[Rule]) -> tuple[pl.DataFrame, dict[str, int]]:
+def build_corpus(
+    cues: pyarrow.Table, rules: list[Rule], budget: RunBudget | None = None
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """Join each episode's cues and clean them. Returns the corpus and total hits per rule.
 
     Raises MixedEpisodeError if an episode id has cues from two files, and
-    ``cleaning.RuleError`` (naming the rule and the episode) if a rule runs too long.
+    ``cleaning.RuleError`` (naming the rule and the episode) if a rule runs too long or
+    grows the text too much, or if all rules together run past ``budget`` (default: a
+    fresh ``RunBudget``, whose bound ``$LEXGPT_CLEANING_TIMEOUT_S`` sets).
     Not validated here: call :func:`validate` (the asset does, before writing).
     """
     per_episode = (
@@ -97,8 +101,9 @@ def build_corpus(cues: pyarrow.Table, rules: list[Rule]) -> tuple[pl.DataFrame, 
     per_episode = per_episode.with_columns(pl.col("source_files").list.first().alias("source_file"))
     totals = {rule.name: 0 for rule in rules}
     texts: list[str] = []
+    budget = RunBudget() if budget is None else budget
     for eid, source, raw in per_episode.select("episode_id", "source_file", "raw_text").iter_rows():
-        text, hits = clean(raw, rules, where=f"episode {eid} ({source})")
+        text, hits = clean(raw, rules, where=f"episode {eid} ({source})", budget=budget)
         texts.append(text)
         for name, n in hits.items():
             totals[name] += n

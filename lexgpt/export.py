@@ -12,12 +12,20 @@ are its names without the ``model.`` prefix, so export is a rename plus a config
 after which ``AutoModelForCausalLM.from_pretrained(DIR)`` and
 ``AutoTokenizer.from_pretrained(DIR)`` load it unchanged (tests check the logits and the
 token ids match ours). Writing needs ``safetensors`` only, not ``transformers``.
+
+The files are written into a fresh hidden folder beside ``DIR`` and swapped in whole, with
+a ``lexgpt_export.json`` marker: ``DIR`` is new, empty, or a previous lexgpt export (which
+is replaced, stale files and all). Any other folder, or a file, is refused in one line,
+since transformers would read whatever else lies there (a stale
+``special_tokens_map.json`` changes the tokenizer's special tokens).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +76,70 @@ def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     return out
 
 
+EXPORT_MARKER = "lexgpt_export.json"
+EXPORT_FILES = frozenset({"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+                          "generation_config.json", EXPORT_MARKER})
+
+
+class ExportTargetError(ValueError):
+    """An export target that is a file or a folder of other things; one line naming it."""
+
+
+def check_export_target(out_dir: str | os.PathLike[str]) -> None:
+    """Refuse a target :func:`export_hf` would not replace cleanly: a file, a symlink, or a
+    non-empty folder that is not a previous lexgpt export."""
+    out = Path(out_dir)
+    if out.is_symlink():
+        raise ExportTargetError(f"{out}: is a symlink; export into a new or empty folder")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportTargetError(f"{out}: is a file, not a folder; export into a new or empty folder")
+    entries = sorted(out.iterdir())
+    if not entries:
+        return
+    ours = (out / EXPORT_MARKER).is_file() and all(
+        e.name in EXPORT_FILES and e.is_file() and not e.is_symlink() for e in entries)
+    if not ours:
+        names = ", ".join(e.name for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ExportTargetError(f"{out}: is not empty ({names}) and is not a lexgpt export; "
+                                "export into a new or empty folder")
+
+
 def export_hf(model: GPT, tokenizer: BPETokenizer, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``model`` and ``tokenizer`` into ``out_dir`` in Hugging Face's layout."""
+    """Write ``model`` and ``tokenizer`` into ``out_dir`` in Hugging Face's layout,
+    replacing a previous lexgpt export there (see :func:`check_export_target`)."""
+    out = Path(out_dir)
+    check_export_target(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        staging.mkdir()  # honours the umask, unlike mkdtemp's 0700
+    except OSError as err:
+        raise ExportTargetError(f"{out}: cannot create it ({err.strerror or err})") from None
+    try:
+        _write_export(model, tokenizer, staging)
+        _swap_in(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when the swap succeeded
+    return out
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Rename ``staging`` onto ``out``; a previous export is moved aside first, then removed."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    check_export_target(out)  # again: something may have been written there meanwhile
+    aside = staging.with_suffix(".old")
+    os.rename(out, aside)
+    os.rename(staging, out)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _write_export(model: GPT, tokenizer: BPETokenizer, out: Path) -> None:
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     eot_id = tokenizer.special_tokens.get(EOT)
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
@@ -87,21 +153,26 @@ def export_hf(model: GPT, tokenizer: BPETokenizer, out_dir: str | os.PathLike[st
         **specials,
     })  # fmt: skip
     write_json(out / "generation_config.json", {"bos_token_id": eot_id, "eos_token_id": eot_id})
-    return out
+    write_json(out / EXPORT_MARKER, {"written_by": "lexgpt.export", "files": sorted(EXPORT_FILES - {EXPORT_MARKER})})
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m lexgpt.export MODEL_DIR TOKENIZER_JSON OUT_DIR`` (no MLflow needed)."""
     import argparse
 
-    from lexgpt.checkpoint import load_model
+    from lexgpt.checkpoint import ModelLoadError, load_model
+    from lexgpt.tokenizer_file import TokenizerFileError
 
     p = argparse.ArgumentParser(prog="python -m lexgpt.export", description=__doc__.split("\n")[0])
     p.add_argument("model_dir", type=Path, help="folder with model.pt and config.json")
     p.add_argument("tokenizer", type=Path, help="our tokenizer.json")
     p.add_argument("out_dir", type=Path)
     args = p.parse_args(argv)
-    out = export_hf(load_model(args.model_dir), BPETokenizer.load(args.tokenizer), args.out_dir)
+    try:
+        check_export_target(args.out_dir)
+        out = export_hf(load_model(args.model_dir), BPETokenizer.load(args.tokenizer), args.out_dir)
+    except (ExportTargetError, ModelLoadError, TokenizerFileError) as err:
+        raise SystemExit(f"python -m lexgpt.export: {str(err).splitlines()[0]}") from None
     print(json.dumps({"exported": str(out)}))
 
 

@@ -39,11 +39,11 @@ from collections.abc import Iterator
 import torch
 from torch.nn import functional as F
 
-from lexgpt.generation_params import GenerationParamError, GenerationParams, check_prompt
+from lexgpt.generation_params import GenerationParamError, GenerationParams, check_prompt, seed_for
 from lexgpt.model import GPT
 
 __all__ = ["GenerationParamError", "GenerationParams", "check_prompt", "complete", "generate",
-           "qa_prompt", "stream_text"]
+           "qa_prompt", "seed_for", "stream_text"]
 
 # Batch-1 sampling on CPU is ~100 tiny ops per token: a second thread only adds
 # synchronisation, and costs ~1 ms per op whenever the other core is busy. Measured in
@@ -240,14 +240,18 @@ def stream_text(
     model: GPT,
     tokenizer,
     prompt: str,
-    params: GenerationParams = GenerationParams(),
+    params: GenerationParams | None = None,
     *,
     time_limit_s: float | None = None,
 ) -> Iterator[str]:
     """Yield the continuation of ``prompt`` (not the prompt itself) as text pieces, as
     soon as they decode to whole characters. Stops at ``<|endoftext|>``, after
     ``params.max_new_tokens`` tokens, or once ``time_limit_s`` has passed (a server sets
-    it so an abandoned request stops using the CPU)."""
+    it so an abandoned request stops using the CPU). ``params`` default to
+    :class:`GenerationParams`' defaults, built at the call (they read
+    ``LEXGPT_MAX_NEW_TOKENS``, which must not fail the import). ``params.seed`` seeds the
+    sampler as is: callers that sample per prompt pass :func:`seed_for` of it."""
+    params = params if params is not None else GenerationParams()
     ids = prompt_ids(tokenizer, prompt, params)
     if params.max_new_tokens == 0 or (time_limit_s is not None and time_limit_s <= 0):
         return
@@ -274,7 +278,7 @@ def stream_text(
         yield tokenizer.decode(pending)
 
 
-def complete(model: GPT, tokenizer, prompt: str, params: GenerationParams = GenerationParams(),
+def complete(model: GPT, tokenizer, prompt: str, params: GenerationParams | None = None,
              *, time_limit_s: float | None = None) -> str:
     """The whole continuation of ``prompt`` as one string (see :func:`stream_text`)."""
     return "".join(stream_text(model, tokenizer, prompt, params, time_limit_s=time_limit_s))

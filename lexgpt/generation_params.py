@@ -6,12 +6,13 @@ the ``lexgpt`` command can show them in ``--help`` without loading it).
 >>> GenerationParams.from_mapping({"top_p": 0})
 Traceback (most recent call last):
 ...
-lexgpt.generation_params.GenerationParamError: top_p must be in (0, 1] (1 switches it off), got 0.0
+lexgpt.generation_params.GenerationParamError: top_p must be from 1e-06 to 1 (1 switches it off), got 0.0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -19,8 +20,18 @@ from typing import Any
 
 MAX_NEW_TOKENS_ENV = "LEXGPT_MAX_NEW_TOKENS"
 DEFAULT_MAX_NEW_TOKENS_CEILING = 1024
+MAX_NEW_TOKENS_CEILING = 1_000_000  # what LEXGPT_MAX_NEW_TOKENS may raise it to: hours of CPU
 MAX_PROMPT_CHARS = 20_000  # ~40x a gpu-small window of text; longer prompts are refused
 MAX_SEED = 2**63 - 1
+# Sampling divides float32 logits by the temperature: below ~1e-36 a logit of 30 overflows
+# to inf and the probabilities become NaN (measured; 1e-45 is a float32 subnormal, 1e-46
+# rounds to 0). Long before that sampling is greedy anyway: at 1e-3 a logit gap of 0.1 is
+# a probability ratio of e**-100, which float32 holds as 0. So 1e-3 is the floor.
+MIN_TEMPERATURE = 1e-3
+# A top_p below the most likely token's probability keeps that token alone (greedy), and
+# that probability is >= 1/vocab_size: 1e-6 is greedy for any vocabulary under a million.
+# Far below it, top_p rounds to 0 in float32 and would drop every token (NaN sampling).
+MIN_TOP_P = 1e-6
 
 
 class GenerationParamError(ValueError):
@@ -35,10 +46,30 @@ def max_new_tokens_ceiling() -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise GenerationParamError(f"{MAX_NEW_TOKENS_ENV}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise GenerationParamError(f"{MAX_NEW_TOKENS_ENV}={raw!r} must be at least 1")
+        value = 0  # refused just below, with the range
+    if not 1 <= value <= MAX_NEW_TOKENS_CEILING:
+        raise GenerationParamError(f"{MAX_NEW_TOKENS_ENV}={raw!r}: set it to a whole number from 1 to "
+                                   f"{MAX_NEW_TOKENS_CEILING} (or unset it for {DEFAULT_MAX_NEW_TOKENS_CEILING})")
     return value
+
+
+def seed_for(seed: int | None, prompt: str) -> int | None:
+    """The sampler's seed for ``prompt`` under the user's ``seed``: both hashed together, so
+    two questions asked with one seed do not start from the same random draws, while the
+    same prompt and seed always give the same text. ``None`` (unseeded) stays ``None``.
+
+    >>> seed_for(0, "Is there free will?")
+    4644850794266096463
+    >>> seed_for(0, "Is there free will?") != seed_for(0, "What is love?")
+    True
+    >>> seed_for(None, "Is there free will?") is None
+    True
+    """
+    if seed is None:
+        return None
+    # surrogatepass: a prompt from the command line may hold undecodable bytes as surrogates
+    digest = hashlib.sha256(f"{seed}\0{prompt}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") & MAX_SEED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +93,13 @@ class GenerationParams:
                 f"max_new_tokens must be a whole number from 0 to {ceiling} (the ceiling is "
                 f"{MAX_NEW_TOKENS_ENV}), got {self.max_new_tokens}"
             )
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise GenerationParamError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not (self.temperature == 0 or (math.isfinite(self.temperature) and self.temperature >= MIN_TEMPERATURE)):
+            raise GenerationParamError(f"temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE}, "
+                                       f"got {self.temperature}")
         if self.top_k < 0:
             raise GenerationParamError(f"top_k must be >= 0 (0 switches it off), got {self.top_k}")
-        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
-            raise GenerationParamError(f"top_p must be in (0, 1] (1 switches it off), got {self.top_p}")
+        if not MIN_TOP_P <= self.top_p <= 1:  # NaN fails both comparisons
+            raise GenerationParamError(f"top_p must be from {MIN_TOP_P} to 1 (1 switches it off), got {self.top_p}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise GenerationParamError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed}")
 

@@ -19,14 +19,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lexgpt import lexicap
+from lexgpt.hashing import sha256_bytes
 from lexgpt.lexicap import SourceScan, scan_source
-from lexgpt.vtt import VTTParseError, read_vtt_document
+from lexgpt.vtt import VTTParseError, parse_vtt_document
 from lexgpt.workers import reset_signals
 
 SCHEMA = pa.schema(
@@ -50,7 +52,8 @@ DROPPED_LINE_KINDS = ("header_lines", "identifier_lines", "note_lines", "style_l
 
 @dataclass(frozen=True)
 class FileCounts:
-    """What one file held besides its cues. ``identifiers``: the first few (line, text)."""
+    """What one file held besides its cues. ``identifiers``: the first few (line, text);
+    ``sha256``: the hash of exactly the bytes that were parsed."""
 
     name: str
     cues: int
@@ -59,6 +62,7 @@ class FileCounts:
     note_lines: int
     style_lines: int
     identifiers: tuple[tuple[int, str], ...] = ()
+    sha256: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,22 @@ class Ingested:
         """Totals over all files, one per kind in DROPPED_LINE_KINDS."""
         return {k: sum(getattr(f, k) for f in self.files) for k in DROPPED_LINE_KINDS}
 
+    def source_fingerprint(self) -> str:
+        """``lexicap.source_fingerprint`` of the bytes that were parsed (not of a second read)."""
+        hashes = {path: f.sha256 for (_, path), f in zip(self.scan.episodes, self.files)}
+        return lexicap.fingerprint_of(hashes, self.scan.near_misses)
+
 
 _IDENTIFIER_EXAMPLES = 5  # per file: enough to see what was there, bounded for metadata
 
 
 def _read_episode(episode_id: int, path: Path) -> tuple[pa.Table, FileCounts]:
+    # Read once: the bytes hashed are the bytes parsed (a file rewritten between two reads
+    # would otherwise be versioned as one content and ingested as another).
+    data = lexicap.read_episode_bytes(path)
     # Lexicap has two cues whose end precedes their start (episodes 153 and 276); their
     # text is fine, so they are kept as they are and counted by summarize().
-    doc = read_vtt_document(path, allow_backwards=True)
+    doc = parse_vtt_document(data, str(path), allow_backwards=True)
     cues = doc.cues
     n = len(cues)
     if n == 0:
@@ -102,7 +114,7 @@ def _read_episode(episode_id: int, path: Path) -> tuple[pa.Table, FileCounts]:
     )
     counts = FileCounts(
         path.name, n, doc.header_lines, doc.identifier_lines, doc.note_lines, doc.style_lines,
-        doc.identifiers[:_IDENTIFIER_EXAMPLES],
+        doc.identifiers[:_IDENTIFIER_EXAMPLES], sha256_bytes(data),
     )
     return table, counts
 
@@ -128,8 +140,10 @@ def ingest_folder(
     """Scan ``folder``, refuse near misses (see ``lexicap.SourceScan.check``), parse every episode.
 
     ``workers``: parser processes; None uses every available core when there are enough
-    files to pay for the pool, 1 parses in this process. A VTTParseError from any file
-    propagates unchanged (it names the file and line). Workers are spawned, so a pool
+    files to pay for the pool, 1 parses in this process. Each file is read once and its
+    bytes are both hashed and parsed (:meth:`Ingested.source_fingerprint`). A VTTParseError
+    (file and line), an unreadable or changing file (``stable_read``) and two episodes with
+    the same bytes (SourceIntegrityError) propagate as they are. Workers are spawned, so a pool
     cannot start from code piped into ``python -``; pass ``workers=1`` there.
     """
     scan = scan_source(folder, variant)
@@ -148,9 +162,11 @@ def ingest_folder(
         chunksize = max(1, len(files) // (workers * 8))
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=reset_signals) as pool:
             results = list(pool.map(_read_episode_args, files, chunksize=chunksize))
+    counts = [c for _, c in results]
+    lexicap.check_distinct_contents(scan.folder, {path: c.sha256 for (_, path), c in zip(files, counts)})
     # Files are sorted by episode id and cue_index follows file order, so rows are sorted.
     table = pa.concat_tables([t for t, _ in results]).combine_chunks()
-    return Ingested(table, scan, [c for _, c in results])
+    return Ingested(table, scan, counts)
 
 
 def read_cues(

@@ -23,24 +23,26 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from lexgpt import archive, paths
-from lexgpt.hashing import sha256_bytes, sha256_files
+from lexgpt import archive, paths, vtt
+from lexgpt.hashing import sha256_bytes, sha256_file
+from lexgpt.stable_read import read_regular_file
 
 DATA_ZIP_URL = "https://karpathy.ai/lexicap/data.zip"
 EPISODE_FILE_RE = re.compile(r"episode_([0-9]{3})_(large|small)\.vtt")
 VARIANTS = ("large", "small")
 ALLOW_NEAR_MISSES_ENV = "LEXICAP_ALLOW_NEAR_MISSES"
 
-_ZIP_NAME = "lexicap-data.zip"
 _EXTRACT_NAME = "lexicap"
 # The pattern's shape with the strictness taken out: any digits, any word as the variant.
 _LOOSE_RE = re.compile(r"episode_(\d+)_(\w+)\.vtt")
@@ -197,25 +199,61 @@ def list_episode_files(folder: str | os.PathLike[str], variant: str = "large") -
     return scan.episodes
 
 
+def read_episode_bytes(path: str | os.PathLike[str]) -> bytes:
+    """An episode file's bytes, read once (size checked first, regular files only): what is
+    hashed is what is parsed. UnreadableFileError names the file."""
+    return read_regular_file(path, vtt.MAX_FILE_BYTES, "episode file")
+
+
+def check_distinct_contents(folder: Path, sha256_by_path: Mapping[Path, str]) -> None:
+    """SourceIntegrityError naming both files if two episodes hold the same bytes.
+
+    A copied (or symlinked) episode under a second id can put validation text into training.
+    """
+    first_with: dict[str, Path] = {}
+    for path, digest in sha256_by_path.items():
+        other = first_with.setdefault(digest, path)
+        if other != path:
+            raise SourceIntegrityError(
+                f"{folder}: {other.name!r} and {path.name!r} have identical contents (a copy of, "
+                "or a link to, another episode would put one text under two ids); remove one"
+            )
+
+
+def fingerprint_of(sha256_by_path: Mapping[Path, str], near_misses: list[IgnoredEntry]) -> str:
+    """The source fingerprint from per-file hashes: see :func:`source_fingerprint`.
+
+    Ingestion computes it from the bytes it parsed, the observation from the bytes it read;
+    both give the same value for the same files.
+    """
+    h = hashlib.sha256()
+    for path in sorted(sha256_by_path):
+        h.update(path.name.encode() + b"\0" + sha256_by_path[path].encode() + b"\n")
+    digest = h.hexdigest()
+    if near_misses:
+        listed = "\n".join(f"{e.name}\0{e.reason}" for e in near_misses)
+        digest = sha256_bytes(f"{digest}\n{listed}".encode("utf-8", "surrogateescape"))
+    return digest
+
+
 def source_fingerprint(folder: str | os.PathLike[str], variant: str = "large") -> str:
     """SHA-256 over the names and contents of the variant's files, and the near misses.
 
     Other files (READMEs, the other variant) do not count. A near miss does, so adding
     one makes ``raw_subtitles`` stale and its refresh then reports it; a folder without
-    near misses keeps the hash it always had.
+    near misses keeps the hash it always had. Each file is read once, with the bounds of
+    :func:`read_episode_bytes`; two episodes with the same bytes are refused.
     """
     scan = scan_source(folder, variant)
-    digest = sha256_files(p for _, p in scan.episodes)
-    if scan.near_misses:
-        listed = "\n".join(f"{e.name}\0{e.reason}" for e in scan.near_misses)
-        digest = sha256_bytes(f"{digest}\n{listed}".encode("utf-8", "surrogateescape"))
-    return digest
+    hashes = {path: sha256_bytes(read_episode_bytes(path)) for _, path in scan.episodes}
+    check_distinct_contents(scan.folder, hashes)
+    return fingerprint_of(hashes, scan.near_misses)
 
 
 def resolve_source(variant: str = "large", folder: str | os.PathLike[str] | None = None) -> Path:
     """The folder of VTT files: ``folder`` > ``paths.lexicap_dir()`` > downloaded data.zip.
 
-    The download is cached in ``paths.cache_dir()``; extraction goes to a temporary
+    The download is cached in ``paths.cache_dir()`` per URL; extraction goes to a temporary
     folder renamed into place, so an interrupted run never leaves half a dataset.
     """
     _check_variant(variant)
@@ -226,46 +264,65 @@ def resolve_source(variant: str = "large", folder: str | os.PathLike[str] | None
     return chosen
 
 
+def _cache_key(url: str) -> str:
+    """Names the cached download after its URL: another URL never reuses it."""
+    return sha256_bytes(url.encode("utf-8", "surrogateescape"))[:16]
+
+
+def _drop(*cached: Path) -> None:
+    for path in cached:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _download_and_extract() -> Path:
+    """The ``vtt/`` folder of the zip at ``LEXICAP_URL`` (else Lexicap's), cached per URL.
+
+    The download is ``lexicap-<url hash>.zip``; its extraction is named by the URL and the
+    zip's content hash, so neither another URL nor a replaced zip reuses an old extraction.
+    Whatever fails to extract is dropped, so the next run starts clean.
+    """
     cache = paths.cache_dir()
-    extracted = cache / _EXTRACT_NAME
     # Read at call time so tests (and mirrors: ``LEXICAP_URL``) can point it elsewhere.
     url = os.environ.get("LEXICAP_URL") or DATA_ZIP_URL
-    zip_path = cache / _ZIP_NAME
+    key = _cache_key(url)
+    zip_path = cache / f"{_EXTRACT_NAME}-{key}.zip"
+    if zip_path.is_file() and archive.zip_problem(zip_path):
+        zip_path.unlink()  # cached by an older version that did not check: fetch again
+    try:
+        archive.download(url, zip_path, check=archive.zip_problem)
+    except (OSError, ValueError) as err:  # requests' errors are OSErrors too
+        reason = str(err)
+        reason = reason if len(reason) <= 300 else reason[:300] + "..."
+        raise SourceUnavailableError(
+            f"could not download the Lexicap transcripts from {url} "
+            f"({type(err).__name__}: {reason}). Set LEXICAP_DIR to a folder of "
+            "episode_NNN_large.vtt files, or check the network (or LEXICAP_URL)."
+        ) from err
+    extracted = cache / f"{_EXTRACT_NAME}-{key}-{sha256_file(zip_path)[:16]}"
+    for old in cache.glob(f"{_EXTRACT_NAME}-{key}-*"):
+        if old != extracted and old.is_dir():  # from a zip this URL no longer gives
+            shutil.rmtree(old, ignore_errors=True)
     if not extracted.is_dir():
-        if zip_path.is_file() and archive.zip_problem(zip_path):
-            zip_path.unlink()  # cached by an older version that did not check: fetch again
-        try:
-            archive.download(url, zip_path, check=archive.zip_problem)
-        except (OSError, ValueError) as err:  # requests' errors are OSErrors too
-            reason = str(err)
-            reason = reason if len(reason) <= 300 else reason[:300] + "..."
-            raise SourceUnavailableError(
-                f"could not download the Lexicap transcripts from {url} "
-                f"({type(err).__name__}: {reason}). Set LEXICAP_DIR to a folder of "
-                "episode_NNN_large.vtt files, or check the network (or LEXICAP_URL)."
-            ) from err
         try:
             archive.extract_fresh(zip_path, extracted)
-        except _BROKEN_ARCHIVE as err:
-            zip_path.unlink(missing_ok=True)
+        except (*_BROKEN_ARCHIVE, OSError) as err:
+            _drop(zip_path, extracted)
+            remedy = ("check LEXICAP_URL or set LEXICAP_DIR" if isinstance(err, _BROKEN_ARCHIVE)
+                      else f"check the space and permissions of {cache} (LEXGPT_CACHE), or set LEXICAP_DIR")
             raise SourceUnavailableError(
                 f"cannot use {zip_path} (downloaded from {url}): {type(err).__name__}: {err}. "
-                "It was removed, so the next run downloads it again; check LEXICAP_URL or set "
-                "LEXICAP_DIR."
+                f"It was removed, so the next run downloads it again; {remedy}."
             ) from err
-        except OSError as err:  # the cache folder, not the archive: keep the download
-            raise SourceUnavailableError(
-                f"cannot extract {zip_path} (downloaded from {url}) into {extracted}: {err}"
-            ) from err
-    vtt = extracted / "vtt"
-    if not vtt.is_dir():
+    vtt_folder = extracted / "vtt"
+    if not vtt_folder.is_dir():
         found = sorted(str(PurePosixPath(p.relative_to(extracted))) for p in extracted.iterdir())
-        shutil.rmtree(extracted, ignore_errors=True)
-        zip_path.unlink(missing_ok=True)
+        _drop(extracted, zip_path)
         raise SourceUnavailableError(
             f"{zip_path} (downloaded from {url}) has no vtt/ folder (found {found[:10]}). "
             "It was removed, so the next run downloads it again; check LEXICAP_URL or set "
             "LEXICAP_DIR."
         )
-    return vtt
+    return vtt_folder

@@ -1,14 +1,11 @@
-"""The lexgpt MLflow pyfunc, logged as *models from code*.
+"""The lexgpt MLflow pyfunc flavour, loaded from the *installed* lexgpt package.
 
-``lexgpt.tracking.log_and_register_model`` passes this file's path as ``python_model``;
-MLflow copies the file into the model and runs it at load time, so no class is pickled.
-The ``lexgpt`` package itself travels with the model through ``code_paths``.
-
-Artifacts (keys of ``context.artifacts``):
-
-* ``weights``   – a ``GPT`` state dict (``model.pt``), loaded with ``weights_only=True``;
-* ``config``    – ``config.json``, a ``GPTConfig.to_dict()``;
-* ``tokenizer`` – the ``BPETokenizer`` file.
+The logged model's MLmodel names this module as its ``loader_module``; MLflow imports it
+(from the environment, never from the artifact store: the model carries no code) and calls
+:func:`_load_pyfunc` with the model's ``data/lexgpt`` folder, which holds the files of
+:mod:`lexgpt.model_files` (``model.pt`` read with ``weights_only=True``, ``config.json``,
+``tokenizer.json``). ``lexgpt serve`` hands MLflow's scoring server a copy whose files were
+checked against the hashes in the registry (:func:`lexgpt.packaging.stage_for_serving`).
 
 ``predict`` takes a prompt string, a list of prompt strings or a DataFrame of prompts
 (column ``prompt`` or else the first column) and returns one generated continuation
@@ -27,18 +24,12 @@ does not keep the CPU busy.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
 
-import mlflow
 import pandas as pd  # an MLflow dependency
-from mlflow.pyfunc import PythonModel
-
-ARTIFACT_WEIGHTS = "weights"
-ARTIFACT_CONFIG = "config"
-ARTIFACT_TOKENIZER = "tokenizer"
-
 
 
 def default_params() -> dict[str, Any]:
@@ -99,25 +90,20 @@ def _request_time_limit() -> float | None:
         return 60.0
 
 
-class LexGPTModel(PythonModel):
-    """Prompt(s) in, generated continuation(s) out."""
+class LexGPTModel:
+    """Prompt(s) in, generated continuation(s) out, for a loaded GPT and tokenizer."""
 
-    def load_context(self, context) -> None:
-        from lexgpt.bpe import BPETokenizer
-        from lexgpt.checkpoint import load_model
+    def __init__(self, model=None, tokenizer=None) -> None:
+        self.model, self.tokenizer = model, tokenizer
 
-        artifacts = context.artifacts
-        self.model = load_model(artifacts[ARTIFACT_WEIGHTS], config=artifacts[ARTIFACT_CONFIG])
-        self.config = self.model.config
-        self.tokenizer = BPETokenizer.load(artifacts[ARTIFACT_TOKENIZER])
-
-    # MLflow hands ``predict`` a DataFrame (one column of prompts, per the signature); the
-    # hint says so, and stops MLflow warning on every load that ``predict`` has none.
-    # Called directly, ``predict`` also takes a string, a list or a dict (``_as_prompts``).
+    # MLflow hands ``predict`` a DataFrame (one column of prompts, per the signature).
+    # Called directly, it also takes a string, a list or a dict (``_as_prompts``).
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:
+        """The ``PythonModel``-style entry point (``context`` is unused)."""
         from mlflow.exceptions import MlflowException
 
         from lexgpt.generate import GenerationParams, check_prompt, complete
+        from lexgpt.generation_params import seed_for
 
         try:
             opts = GenerationParams.from_mapping(params)
@@ -131,8 +117,23 @@ class LexGPTModel(PythonModel):
         outputs = []
         for prompt in prompts:  # one time budget for the whole request
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            outputs.append(complete(self.model, self.tokenizer, prompt, opts, time_limit_s=left))
+            seeded = dataclasses.replace(opts, seed=seed_for(opts.seed, prompt))  # answers depend on the question
+            outputs.append(complete(self.model, self.tokenizer, prompt, seeded, time_limit_s=left))
         return outputs
 
 
-mlflow.models.set_model(LexGPTModel())
+class _Pyfunc:
+    """What MLflow's ``loader_module`` protocol calls: ``predict(model_input, params=...)``."""
+
+    def __init__(self, lexgpt: LexGPTModel) -> None:
+        self.lexgpt = lexgpt
+
+    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[str]:
+        return self.lexgpt.predict(None, model_input, params)
+
+
+def _load_pyfunc(data_path: str) -> _Pyfunc:
+    """MLflow's entry point: the model in ``data_path`` (the ``data/lexgpt`` folder)."""
+    from lexgpt import model_files
+
+    return _Pyfunc(LexGPTModel(*model_files.load(data_path)))

@@ -56,6 +56,11 @@ MAX_VOCAB = 65_536  # the shards are uint16
 MAX_BLOCK = 1 << 16
 MAX_WIDTH = 1 << 15
 MAX_LAYERS = 256
+# Each size alone may be fine while their product is not (n_layer 64 x n_embd 8192 is 52B
+# parameters). 2B is ~20x gpu-small even at the largest vocab (~93M) and still trains on
+# one 80 GB GPU (weights, grads and AdamW state: 16 bytes a parameter, 32 GB); the cached RoPE
+# tables (2 x block_size x head_dim) count towards it, as they are allocated too.
+MAX_PARAMS = 2_000_000_000
 
 
 @dataclass
@@ -83,10 +88,40 @@ class GPTConfig:
             raise ValueError(
                 f"n_embd={self.n_embd} must split into n_head={self.n_head} heads of even size (RoPE)"
             )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"model config dropout={self.dropout!r}: expected 0 <= dropout < 1")
+        self._check_number("dropout", "0 <= dropout < 1", lambda v: 0.0 <= v < 1.0)
+        self._check_number("rope_theta", "a finite number > 0", lambda v: 0.0 < v < math.inf)
+        self._check_number("norm_eps", "a finite number > 0", lambda v: 0.0 < v < math.inf)
+        if not isinstance(self.tie_embeddings, bool):
+            raise ValueError(f"model config tie_embeddings={self.tie_embeddings!r}: expected true or false")
         if not self.mlp_hidden:
             self.mlp_hidden = 64 * math.ceil(8 * self.n_embd / 3 / 64)
+        if self.allocated_numbers() > MAX_PARAMS:
+            raise ValueError(
+                f"model config n_layer={self.n_layer}, n_embd={self.n_embd}, mlp_hidden={self.mlp_hidden}, "
+                f"vocab_size={self.vocab_size}, block_size={self.block_size}: {self.allocated_numbers():,} "
+                f"parameters and RoPE table entries, over the limit of {MAX_PARAMS:,}"
+            )
+
+    def _check_number(self, name: str, expected: str, ok: Any) -> None:
+        """Refuse a field that is not a real number (bools and strings too) or fails ``ok`` (NaN does)."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
+            raise ValueError(f"model config {name}={value!r}: expected {expected}")
+
+    def num_params(self) -> int:
+        """The model's parameter count (as ``GPT(config).num_params()``), without building it.
+
+        >>> GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8, mlp_hidden=16).num_params()
+        840
+        """
+        E, hd = self.n_embd, self.head_dim
+        per_layer = 4 * E * E + 3 * E * self.mlp_hidden + 2 * E + 2 * hd  # attn, mlp, 2 norms, q/k norms
+        embeddings = self.vocab_size * E * (1 if self.tie_embeddings else 2)
+        return embeddings + self.n_layer * per_layer + E  # + the final norm
+
+    def allocated_numbers(self) -> int:
+        """Parameters plus the cached RoPE cos/sin tables: what building the model allocates."""
+        return self.num_params() + 2 * self.block_size * self.head_dim
 
     @property
     def head_dim(self) -> int:

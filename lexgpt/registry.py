@@ -55,19 +55,22 @@ def version_by_alias(name: str, alias: str):
         return None
 
 
-def promote(registered_name: str, version: int | str, val_bpc: float, champion_val_bpc: float | None = None) -> str:
+def promote(registered_name: str, version: int | str, val_bpc: float, champion_val_bpc: float | None = None,
+            baseline_bpc: float | None = None) -> str:
     """Champion gate. ``champion`` moves to ``version`` only if ``val_bpc`` is strictly lower
-    than the current champion's: ``champion_val_bpc`` when given (the champion re-scored on
-    the same val text as the new model, see ``lexgpt.loss_eval.score_texts``), else its
-    ``val_bpc`` tag; otherwise ``version`` becomes ``challenger``. A champion without a
-    readable score is beaten by any finite score; a non-finite ``val_bpc`` never wins.
-    Returns ``"champion"`` or ``"challenger"``."""
+    than ``baseline_bpc`` (the count-based bar, when known: a model that loses to counting is
+    never champion) and than the current champion's: ``champion_val_bpc`` when given (the
+    champion re-scored on the same val text as the new model, see
+    ``lexgpt.loss_eval.score_texts``), else its ``val_bpc`` tag; otherwise ``version`` becomes
+    ``challenger``. A champion without a readable score is beaten by any finite score; a
+    non-finite ``val_bpc`` never wins. Returns ``"champion"`` or ``"challenger"``."""
     version = str(version)
     val_bpc = float(val_bpc)
     current = version_by_alias(registered_name, CHAMPION)
+    beats_counting = baseline_bpc is None or not math.isfinite(baseline_bpc) or val_bpc < baseline_bpc
     if current is not None and str(current.version) == version:
-        return CHAMPION
-    if math.isfinite(val_bpc):
+        return CHAMPION  # made champion earlier: a re-run of the gate does not demote it
+    if math.isfinite(val_bpc) and beats_counting:
         best = None if current is None else version_val_bpc(current)
         if champion_val_bpc is not None and math.isfinite(champion_val_bpc):
             best = float(champion_val_bpc)

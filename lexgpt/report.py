@@ -14,9 +14,18 @@ verdict
   trained_model      181.0 s
   new model         lexgpt v3: 1.7400 val bits/char -> champion
   previous champion lexgpt v2: 1.8000 val bits/char
-  n-gram baseline   2.3100 val bits/char
+  n-gram baseline   2.3100 val bits/char (the model beats it by 0.5700)
   samples
     Is there free will? -> I think that the universe is a computer.
+
+A model that loses to counting is not made champion, and the verdict says what to run:
+
+>>> print("\\n".join(verdict_lines(times=[], new=("4", 1.4792), alias="challenger", champion=None,
+...     baseline_bpc=1.4719, train_minutes=8.0)[2:]))
+  new model         lexgpt v4: 1.4792 val bits/char -> challenger
+  n-gram baseline   1.4719 val bits/char: the model LOSES to counting by 0.0073 bits/char,
+                    so it is not champion. Train longer: lexgpt refresh --config long.yaml,
+                    with long.yaml saying trained_model: {max_minutes: 16}
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ def verdict_lines(
     samples: Sequence[tuple[str, str]] = (),
     model_name: str = "lexgpt",
     sample_chars: int = 160,
+    train_minutes: float | None = None,
 ) -> list[str]:
     """The refresh's closing summary: per-asset seconds, the new model's val bits/char and
     the alias it got, the champion it was compared with (omitted when the new model is
@@ -49,7 +59,16 @@ def verdict_lines(
         bpc = f"{champion[1]:.4f} val bits/char" if champion[1] is not None else "no val bits/char"
         lines.append(f"  {label:<{width}} {model_name} v{champion[0]}: {bpc}")
     if baseline_bpc is not None:
-        lines.append(f"  {'n-gram baseline':<{width}} {baseline_bpc:.4f} val bits/char")
+        label = f"  {'n-gram baseline':<{width}} {baseline_bpc:.4f} val bits/char"
+        if new is None or new[1] < baseline_bpc:
+            won = f" (the model beats it by {baseline_bpc - new[1]:.4f})" if new is not None else ""
+            lines.append(label + won)
+        else:
+            longer = max(2 * (train_minutes or 8.0), 1.0)
+            pad = " " * (width + 3)
+            lines += [f"{label}: the model LOSES to counting by {new[1] - baseline_bpc:.4f} bits/char,",
+                      f"{pad}so it is not champion. Train longer: lexgpt refresh --config long.yaml,",
+                      f"{pad}with long.yaml saying trained_model: {{max_minutes: {longer:g}}}"]
     if samples:
         lines.append("  samples")
         for prompt, completion in samples:

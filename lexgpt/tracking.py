@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import logging
 import math
 import numbers
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,7 +47,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from lexgpt import paths
+from lexgpt import moved_home, paths
 
 DEFAULT_EXPERIMENT = "lexgpt"
 DEFAULT_MODEL_NAME = "lexgpt"
@@ -72,12 +75,46 @@ _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /:]")
 
 def configure(tracking_uri: str | None = None) -> str:
     """Point MLflow tracking *and* registry at ``tracking_uri`` (default
-    :func:`lexgpt.paths.tracking_uri`) and return it. Creates the sqlite file's folder."""
+    :func:`lexgpt.paths.tracking_uri`) and return it. Creates the sqlite file's folder and
+    re-points a copied or moved home's store at its own artifacts (:mod:`lexgpt.moved_home`)."""
     uri = tracking_uri or paths.tracking_uri()
+    quiet_mlflow_logging()
     _ensure_sqlite_dir(uri)
+    moved_home.repoint_artifacts(uri)  # a copied / moved home: its store points back at itself
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def quiet_mlflow_logging() -> None:
+    """MLflow's (and its alembic migrations') warnings and errors, not their INFO progress
+    ("Creating initial MLflow database tables..."); ``MLFLOW_LOGGING_LEVEL`` still wins."""
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+# What mlflow.register_model prints (with print, not logging, so no level hides it).
+_REGISTRATION_NOTES = re.compile(r"(Successfully registered model '.*'\.|Created version '.*' of model '.*'\."
+                                 r"|Registered model '.*' already exists\. Creating a new version of this model\.\.\.)"
+                                 r"\n?")
+
+
+@contextlib.contextmanager
+def registration_notes_dropped() -> Iterator[None]:
+    """Around ``mlflow.register_model``: drop its notes ("Created version '3' of model
+    'lexgpt'.": the verdict says it) and pass other stderr lines on when the block ends."""
+    caught = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(caught):
+            yield
+    finally:
+        for line in caught.getvalue().splitlines(keepends=True):
+            if not _REGISTRATION_NOTES.fullmatch(line):
+                sys.stderr.write(line)
 
 
 def _ensure_sqlite_dir(uri: str) -> None:
@@ -102,6 +139,7 @@ def client() -> MlflowClient:
 def ensure_configured() -> None:
     """Configure from the environment / lexgpt paths unless a URI is already set."""
     if mlflow.is_tracking_uri_set():
+        quiet_mlflow_logging()
         _ensure_sqlite_dir(mlflow.get_tracking_uri())
     else:
         configure()

@@ -53,6 +53,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lexgpt.stable_read import UnreadableFileError, read_regular_file
+
 # Lexicap's longest episode is under 5 hours and its largest file ~1 MB; these bounds
 # only stop hostile input from costing unbounded time or memory.
 MAX_HOUR_DIGITS = 6
@@ -282,13 +284,11 @@ def read_vtt(path: str | os.PathLike[str], *, allow_backwards: bool = False) -> 
 def read_vtt_document(path: str | os.PathLike[str], *, allow_backwards: bool = False) -> VTTDocument:
     """Read and parse one VTT file, counting what is not a cue; errors name ``path``.
 
-    A file over ``MAX_FILE_BYTES`` is refused before it is read into memory.
+    A file over ``MAX_FILE_BYTES`` is refused before it is read, and so is anything but a
+    regular file (a FIFO would block the read forever); see ``stable_read``.
     """
-    with open(path, "rb") as fh:
-        data = fh.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise VTTParseError(
-            os.fspath(path), None,
-            f"file is larger than {MAX_FILE_BYTES >> 20} MiB; a caption file is far smaller",
-        )
+    try:
+        data = read_regular_file(path, MAX_FILE_BYTES, "caption file")
+    except UnreadableFileError as err:
+        raise VTTParseError(err.path, None, err.reason) from None
     return parse_vtt_document(data, os.fspath(path), allow_backwards=allow_backwards)

@@ -11,7 +11,8 @@ sensor (on by default, see ``pipelines/definitions.py``). An asset is requested 
 
 and only while
 
-- none of its inputs is missing, and
+- none of its inputs is missing, no blocking check of its inputs failed on their latest
+  materialization (weights that failed ``val_bpc_within_bound`` are never registered), and
 - **no lexgpt asset is in progress, requested this tick or just updated** (since the
   previous tick): one asset per run, one run at a time, the most upstream one first (the
   evaluation goes in topological order). So an asset runs only once everything above it
@@ -84,6 +85,8 @@ def fresh_condition(keys: Sequence[dg.AssetKey]) -> dg.AutomationCondition:
     return (
         (missing | changed)
         & ~AC.any_deps_missing()
+        & ~AC.any_deps_match(AC.any_checks_match(AC.check_failed(), blocking_only=True)).with_label(
+            "a blocking check of an input failed")
         & ~_busy(keys)
     ).with_label("lexgpt: missing, or its code or an input changed")
 

@@ -228,13 +228,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv  # the lock file names the command line of the writer holding it
+    try:
+        try:
+            args = build_parser().parse_args(argv)  # --help writes to stdout too
+            args.argv = argv  # the lock file names the command line of the writer holding it
+            return _run(args)
+        finally:  # flush here, not at exit, so that a reader that left is caught below
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout has gone (`lexgpt lineage | head -1`): stop quietly, with
+        # the status of a process SIGPIPE ended (128 + 13), as `cat` does. Python's recipe:
+        # stdout goes to devnull, so the flush at exit cannot raise it again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with the everyday mistakes (bad config, bad value, missing model)
+    turned into one line on stderr."""
+    from lexgpt.generation_params import GenerationParamError
     from pipelines.run_defaults import ConfigFileError
 
     try:
         return args.func(args) or 0
-    except ConfigFileError as err:  # a bad LEXGPT_CONFIG file, read when the definitions load
+    # A bad LEXGPT_CONFIG file (read when the definitions load), a bad LEXGPT_MAX_NEW_TOKENS
+    except (ConfigFileError, GenerationParamError) as err:
         print(f"lexgpt {args.command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside a refresh step: nothing half-written to report

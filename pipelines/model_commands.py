@@ -9,13 +9,20 @@ served model and ``evaluation_samples``); a bad value is refused in one line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
 import textwrap
 from pathlib import Path
 
-from lexgpt.generation_params import GenerationParamError, GenerationParams
+from lexgpt.generation_params import (
+    MIN_TEMPERATURE,
+    MIN_TOP_P,
+    GenerationParamError,
+    GenerationParams,
+    seed_for,
+)
 
 DEFAULT_MODEL = "models:/lexgpt@champion"
 MAX_SAMPLES = 100
@@ -36,6 +43,7 @@ def _fail(command: str, message: str) -> int:
 
 
 def _params(args: argparse.Namespace, **override) -> GenerationParams:
+    """The flags as checked params; ``override`` replaces some (a per-sample seed)."""
     values = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
               "top_p": args.top_p, "seed": args.seed, "qa": args.qa, **override}
     return GenerationParams.from_mapping(values)
@@ -67,16 +75,19 @@ def _stream(model, tokenizer, prompt: str, params: GenerationParams) -> str:
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser, *, qa: bool) -> None:
-    d = GenerationParams()
+    # The declared defaults, unchecked: building the parser must not read (and fail on) a
+    # bad LEXGPT_MAX_NEW_TOKENS, which the command then refuses in one line.
+    d = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(GenerationParams)})
     p.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI")
     # Values stay strings here: GenerationParams checks them, so a bad one gets the same
     # one-line message as in the served model.
     p.add_argument("--max-new-tokens", default=d.max_new_tokens,
                    help="tokens to generate (at most LEXGPT_MAX_NEW_TOKENS, default 1024)")
-    p.add_argument("--temperature", default=d.temperature, help="0 is greedy")
+    p.add_argument("--temperature", default=d.temperature, help=f"0 is greedy, else at least {MIN_TEMPERATURE}")
     p.add_argument("--top-k", default=d.top_k, help="0 switches it off")
-    p.add_argument("--top-p", default=d.top_p, help="nucleus sampling; 1 switches it off")
-    p.add_argument("--seed", default=d.seed, help="sample i uses seed + i")
+    p.add_argument("--top-p", default=d.top_p, help=f"nucleus sampling, {MIN_TOP_P} to 1; 1 switches it off")
+    p.add_argument("--seed", default=d.seed, help="the same prompt and seed give the same text "
+                   "(the sampler's seed mixes in the prompt)")
     p.add_argument("--qa", action=argparse.BooleanOptionalAction, default=qa,
                    help="the original notebook's podcast question-answer framing")
 
@@ -105,11 +116,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args.model)
     shown = qa_prompt(prompt) if first.qa else prompt
     for i in range(args.num_samples):
-        params = _params(args, seed=first.seed + i if first.seed is not None else None)
+        # Sample i is what `--seed S+i` draws alone: the header names that seed.
+        seed = first.seed + i if first.seed is not None else None
         if args.num_samples > 1:
-            print(f"--- sample {i + 1}/{args.num_samples} (seed {params.seed}) ---")
+            print(f"--- sample {i + 1}/{args.num_samples} (seed {seed}) ---")
         sys.stdout.write(shown)
-        _stream(model, tokenizer, prompt, params)
+        _stream(model, tokenizer, prompt, _params(args, seed=seed_for(seed, prompt)))
         sys.stdout.write("\n")
     return 0
 
@@ -131,7 +143,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 return 0
             if not question.strip():
                 continue
-            seed = params.seed + turn if params.seed is not None else None
+            # seed + turn: asking the same question again gets a new answer, yet a
+            # session replayed with the same seed answers the same.
+            seed = seed_for(params.seed + turn, question) if params.seed is not None else None
             turn += 1
             sys.stdout.write("lex> " + ("I think that " if params.qa else ""))
             try:
@@ -183,27 +197,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(*side_by_side(heads[0], heads[1], width), sep="\n")
     print("=" * (2 * width + 3))
     answer_start = "I think that " if base.qa else ""
-    for i, prompt in enumerate(prompts):
-        params = _params(args, seed=base.seed + i if base.seed is not None else None)
+    for prompt in prompts:  # each answer is `lexgpt generate PROMPT --qa --seed S`'s (same flags)
+        params = _params(args, seed=seed_for(base.seed, prompt))
         texts = [answer_start + complete(model, tok, prompt, params) for _, model, tok, _ in models]
-        print(f"\n{prompt}  (seed {params.seed})")
+        print(f"\n{prompt}  (seed {base.seed})")
         print(*side_by_side(texts[0], texts[1], width), sep="\n")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lexgpt import paths
+    """MLflow's scoring server over a checked copy of the model's files (hashes from the
+    registry), with an MLmodel written by the installed lexgpt: nothing from the artifact
+    store is imported."""
+    import subprocess
+    import tempfile
 
+    from lexgpt import packaging, tracking
+
+    uri = tracking.configure()  # also re-points a moved home (lexgpt.moved_home)
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI") or paths.tracking_uri()}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
     mlflow_cli = Path(bin_dir) / "mlflow"
-    cmd = [str(mlflow_cli) if mlflow_cli.exists() else "mlflow", "models", "serve", "-m", args.model,
-           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(args.workers),
-           "-t", str(args.timeout)]
-    print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations (store {env['MLFLOW_TRACKING_URI']})",
-          flush=True)
-    os.execvpe(cmd[0], cmd, env)
+    with tempfile.TemporaryDirectory(prefix="lexgpt-serve-") as tmp:
+        local = packaging.stage_for_serving(args.model, tmp)
+        cmd = [str(mlflow_cli) if mlflow_cli.exists() else "mlflow", "models", "serve", "-m", str(local),
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(args.workers),
+               "-t", str(args.timeout)]
+        print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations (store {uri})", flush=True)
+        try:
+            return subprocess.run(cmd, env=env).returncode
+        except KeyboardInterrupt:
+            return 130
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -227,10 +251,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lexgpt.export import export_hf
+    from lexgpt.export import ExportTargetError, check_export_target, export_hf
 
-    model, tokenizer = _load(args.model)
-    out = export_hf(model, tokenizer, args.out_dir)
+    try:
+        check_export_target(args.out_dir)  # before the (slow) load: a bad target is one line
+        model, tokenizer = _load(args.model)
+        out = export_hf(model, tokenizer, args.out_dir)
+    except ExportTargetError as err:
+        return _fail("export", str(err))
     print(f"{args.model} -> {out} (load with transformers.AutoModelForCausalLM.from_pretrained('{out}'))")
     return 0
 
@@ -345,18 +373,18 @@ def _run_seconds(instance, run_id: str | None) -> float | None:
 
 
 def verdict(instance, executed: list[str]) -> list[str]:
-    """The lines :func:`lexgpt.report.verdict_lines` prints after a refresh that ran
-    ``trained_model`` (none otherwise), from what Dagster and MLflow recorded."""
+    """The lines :func:`lexgpt.report.verdict_lines` prints after a refresh that registered a
+    model (none otherwise), from what Dagster and MLflow recorded."""
     from lexgpt.report import verdict_lines
 
-    if "trained_model" not in executed:
+    if "registered_model" not in executed:
         return []
     times = []
     for name in executed:
         seconds = _run_seconds(instance, _latest_metadata(instance, name)[1])
         if seconds is not None:
             times.append((name, seconds))
-    model, _ = _latest_metadata(instance, "trained_model")
+    model, _ = _latest_metadata(instance, "registered_model")
     version, bpc, alias = model.get("registered_version"), model.get("val_bpc"), model.get("alias")
     champion = None
     if model.get("previous_champion_version"):
@@ -371,7 +399,8 @@ def verdict(instance, executed: list[str]) -> list[str]:
                 champion = (str(current.version), registry.version_val_bpc(current))
         except Exception:  # noqa: BLE001 - the verdict never fails a refresh that worked
             pass
-    baseline = _latest_metadata(instance, "ngram_baseline")[0].get("val_bpc")
+    baseline = model.get("ngram_val_bpc") if model.get("ngram_comparable", True) else None
+    trained, _ = _latest_metadata(instance, "trained_model")
     samples = []
     if "evaluation_samples" in executed:
         table = _latest_metadata(instance, "evaluation_samples")[0].get("samples")
@@ -381,4 +410,4 @@ def verdict(instance, executed: list[str]) -> list[str]:
     return verdict_lines(times=times, new=(str(version), float(bpc)) if version and bpc is not None else None,
                          alias=alias, champion=champion,
                          baseline_bpc=float(baseline) if isinstance(baseline, (int, float)) else None,
-                         samples=samples)
+                         samples=samples, train_minutes=trained.get("train_minutes"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,28 @@ class DataLake(dg.ConfigurableResource):
         return self.path("ngram_baseline", "result.json")
 
     def model_dir(self) -> Path:
-        """model.pt and config.json; ``runs/<key>/`` holds each training's checkpoints."""
+        """model.pt, config.json and history.json; ``runs/<key>/`` holds each training's
+        checkpoints."""
         return self.path("trained_model")
+
+    def model_weights_file(self) -> Path:
+        return self.path("trained_model", "model.pt")
+
+    def model_config_file(self) -> Path:
+        return self.path("trained_model", "config.json")
+
+    def model_history_file(self) -> Path:
+        """The training's metrics, one row per logged step (what MLflow's charts show)."""
+        return self.path("trained_model", "history.json")
+
+    def training_run_dir(self, run_key: str) -> Path:
+        """One training's work area: same inputs + config -> same folder, so a killed run
+        resumes from its checkpoint."""
+        return self.path("trained_model", "runs", run_key)
+
+    def registration_file(self) -> Path:
+        """Which registry version ``registered_model`` made of the weights, and its alias."""
+        return self.path("registered_model", "registration.json")
 
     def samples_file(self) -> Path:
         return self.path("evaluation_samples", "samples.parquet")
@@ -81,6 +102,22 @@ class DataLake(dg.ConfigurableResource):
         import json
 
         return json.loads(self.ngram_result_file().read_text())
+
+    def read_shards_manifest(self) -> dict[str, Any]:
+        import json
+
+        return json.loads((self.shards_dir() / "manifest.json").read_text())
+
+    def read_corpus_lineage(self) -> dict[str, Any]:
+        """What cleaned_corpus recorded beside its file: the rules it was built with, ..."""
+        import json
+
+        return json.loads(self.path("cleaned_corpus", "lineage.json").read_text())
+
+    def read_json(self, path: Path) -> Any:
+        import json
+
+        return json.loads(path.read_text())
 
     def files_metadata(self, asset: str) -> dict[str, str]:
         """``{files_sha256: ...}`` over the asset's folder: the last metadata an asset adds."""
@@ -142,3 +179,65 @@ class MlflowTracking(dg.ConfigurableResource):
 
         tracking.configure(self.tracking_uri)
         return tracking.get_or_create_experiment(self.experiment)
+
+    def tracking_uri_now(self) -> str:
+        """The store's URI, resolved (a training process in another working folder uses it)."""
+        from lexgpt import tracking
+
+        return tracking.configure(self.tracking_uri)
+
+
+class TrainingLauncher(dg.ConfigurableResource):
+    """How ``trained_model`` starts its training process tree (launched through the ``pipes``
+    resource, a Dagster Pipes client).
+
+    One rank runs as a plain process; several run under ``torchrun``: ``nproc_per_node``
+    ranks (default: every visible CUDA GPU, else 1) on each of ``nnodes`` machines, which
+    meet at ``rdzv_endpoint`` (``host:port`` of the first). The training code is the same
+    in every case::
+
+        >>> TrainingLauncher(nproc_per_node=2, python="python").command("plan.json", cuda_devices=0)
+        ['python', '-m', 'torch.distributed.run', '--nproc-per-node=2', '--nnodes=1', '--standalone', '-m', 'pipelines.training_process', 'plan.json']
+        >>> TrainingLauncher(python="python").command("plan.json", cuda_devices=0)
+        ['python', '-m', 'pipelines.training_process', 'plan.json']
+    """
+
+    nproc_per_node: int | None = None
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None
+    rdzv_id: str = "lexgpt"
+    python: str | None = None  # the training process's interpreter (default: this one)
+
+    @classmethod
+    def from_env(cls) -> "TrainingLauncher":
+        """Settings from ``LEXGPT_NPROC_PER_NODE``, ``LEXGPT_NNODES`` and ``LEXGPT_RDZV_ENDPOINT``
+        (unset: the defaults), so ``lexgpt refresh`` and the UI pick them up without code."""
+        import os
+
+        def number(name: str) -> int | None:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return None
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"{name}={raw!r}: expected a whole number of at least 1")
+            return int(raw)
+
+        return cls(nproc_per_node=number("LEXGPT_NPROC_PER_NODE"), nnodes=number("LEXGPT_NNODES") or 1,
+                   rdzv_endpoint=os.environ.get("LEXGPT_RDZV_ENDPOINT") or None)
+
+    def command(self, plan_file: str | Path, cuda_devices: int) -> list[str]:
+        nproc = self.nproc_per_node or max(cuda_devices, 1)
+        if nproc < 1 or self.nnodes < 1:
+            raise ValueError(f"trainer: nproc_per_node ({nproc}) and nnodes ({self.nnodes}) must be at least 1")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"trainer: nnodes={self.nnodes} needs rdzv_endpoint (host:port of the first node)")
+        python = self.python or sys.executable
+        entry = ["-m", "pipelines.training_process", str(plan_file)]
+        if nproc == 1 and self.nnodes == 1:
+            return [python, *entry]
+        torchrun = [python, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={self.nnodes}"]
+        if self.rdzv_endpoint:
+            torchrun += ["--rdzv-backend=c10d", f"--rdzv-endpoint={self.rdzv_endpoint}", f"--rdzv-id={self.rdzv_id}"]
+        else:
+            torchrun.append("--standalone")
+        return [*torchrun, *entry]

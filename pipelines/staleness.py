@@ -10,7 +10,9 @@ asset's latest materialization, through Dagster's public API:
   show before anything has observed them);
 - ``run config changed``: the ``config_sha256`` metadata vs the config a refresh would use;
 - ``file on disk differs from the recorded version``: the ``files_sha256`` metadata vs a
-  hash of the asset's folder now (a process killed between writing and recording).
+  hash of the asset's folder now (a process killed between writing and recording);
+- ``check X failed``: a blocking check of the asset failed on its latest materialization
+  (a refresh retries the asset; nothing below it runs on what the check rejected).
 
 Staleness is one level deep: after ``cleaned_corpus`` re-runs, ``bpe_vocab`` becomes stale
 only if the corpus's data version changed. So :func:`refresh` walks the graph in
@@ -98,7 +100,8 @@ class AssetNode:
 def asset_nodes(defs: dg.Definitions) -> list[AssetNode]:
     """Every asset (sources included), inputs before the assets made from them."""
     specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
-    position = {key: i for i, key in enumerate(specs)}
+    listed = [k for a in (defs.assets or []) for k in getattr(a, "keys", [getattr(a, "key", None)]) if k in specs]
+    position = {key: i for i, key in enumerate(dict.fromkeys([*listed, *specs]))}  # as definitions.py lists them
     deps = {key: tuple(d.asset_key for d in spec.deps) for key, spec in specs.items()}
     sorter = graphlib.TopologicalSorter({k: [d for d in v if d in specs] for k, v in deps.items()})
     sorter.prepare()
@@ -120,7 +123,8 @@ def effective_config(overrides: Mapping[str, Mapping[str, Any]] | None = None) -
     import pydantic
 
     from pipelines.assets.baseline import NgramConfig
-    from pipelines.assets.model import SamplesConfig, TrainingConfig
+    from pipelines.assets.samples import SamplesConfig
+    from pipelines.assets.training import TrainingConfig
     from pipelines.assets.tokens import BPEConfig
 
     overrides = overrides or {}
@@ -168,6 +172,11 @@ class Staleness:
         self.lake = defs.resources["lake"]
         self.config = config or {}
         self.sources_now = sources_now or {}
+        self.blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] = {}
+        for checks in defs.asset_checks or []:
+            for spec in checks.check_specs:
+                if spec.blocking:
+                    self.blocking_checks.setdefault(spec.asset_key, []).append(spec.key)
 
     def current_version(self, key: dg.AssetKey) -> str | None:
         node = self.by_key.get(key)
@@ -195,8 +204,20 @@ class Staleness:
         recorded_files = recorded_value(entry, FILES_KEY)
         if recorded_files and files_sha256(self.lake.path(node.name)) != recorded_files:
             causes.append(DISK_DIFFERS)
+        causes += self.failed_blocking_checks(node.key, entry.run_id)
         return AssetState(node.name, "stale" if causes else "fresh", causes,
                           last_seconds=self._last_seconds(node, entry))
+
+    def failed_blocking_checks(self, key: dg.AssetKey, run_id: str) -> list[str]:
+        """``check X failed (why)`` for each blocking check that failed in the run that made
+        the asset's latest materialization."""
+        causes = []
+        for check_key in self.blocking_checks.get(key, []):
+            record = self.instance.get_latest_asset_check_evaluation_record(check_key)
+            if record is not None and record.run_id == run_id and record.status.value == "FAILED":
+                why = record.evaluation.description if record.evaluation is not None else None
+                causes.append(f"check {check_key.name} failed" + (f" ({why})" if why else ""))
+        return causes
 
     def _last_seconds(self, node: AssetNode, entry) -> float | None:
         """Materialization time minus the start of its run, or of its last input made in the same run."""
@@ -249,7 +270,7 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 RUN_PID_TAG = "lexgpt/pid"
 
 
-def _execute(defs, instance, keys, op_config, on_run, label: str) -> None:
+def _execute(defs, instance, keys, op_config, on_run, label: str):
     config: dict[str, Any] = dict(_QUIET)
     if op_config:
         config["ops"] = op_config
@@ -263,6 +284,19 @@ def _execute(defs, instance, keys, op_config, on_run, label: str) -> None:
         if _interrupted(result):
             raise Interrupted(label)
         raise RefreshError(label, _failure_message(result))
+    return result
+
+
+def failed_check_lines(result) -> list[str]:
+    """One line per check that failed in a run: its name, what it measured and the bound."""
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            severity = "warning" if evaluation.severity == dg.AssetCheckSeverity.WARN else "error"
+            why = evaluation.description or ", ".join(
+                f"{k} {getattr(v, 'value', v)}" for k, v in (evaluation.metadata or {}).items())
+            lines.append(f"check {evaluation.check_name} failed ({severity}): {why}")
+    return lines
 
 
 @dataclass
@@ -313,10 +347,12 @@ def refresh(
                 started = time.perf_counter()
                 op_config = {node.name: {"config": dict(run_config[node.name])}} if run_config.get(node.name) else {}
                 try:
-                    _execute(defs, instance, [node.key], op_config, on_run, label=node.name)
+                    result = _execute(defs, instance, [node.key], op_config, on_run, label=node.name)
                 except RefreshError:
                     stop.check()  # a run that failed because of Ctrl-C was interrupted
                     raise
+                for line in failed_check_lines(result):
+                    log(f"  {line}")
                 report.executed.append(node.name)
                 log(f"  done     {node.name}  ({time.perf_counter() - started:.1f} s)")
     except KeyboardInterrupt:
@@ -358,6 +394,9 @@ def _interrupted(result) -> bool:
 
 
 def _failure_message(result) -> str:
+    failed = [line for line in failed_check_lines(result) if "(error)" in line]
+    if failed:  # a blocking check: say what it measured, not Dagster's "1 blocking asset check failed"
+        return "; ".join(failed)
     for err in _errors(result):
         while err.cause is not None and "dagster" in (err.cls_name or "").lower():
             err = err.cause

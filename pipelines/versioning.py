@@ -1,24 +1,56 @@
-"""Code versions: a hash of the library code each asset runs, so an edit marks it stale."""
+"""Code versions: a hash of the code each asset runs, so an edit that can change its output
+marks it stale, and one that cannot (a comment, a docstring, formatting) does not.
+
+The hash is over the parsed code (:func:`semantic_hash`): comments and formatting never
+reach the syntax tree, and docstrings are dropped from it.
+
+>>> semantic_hash("x = 1  # one") == semantic_hash('''
+... x = (
+...     1
+... )''')
+True
+>>> semantic_hash("def f():\\n    '''Doc.'''\\n    return 1") == semantic_hash("def f():\\n    return 1")
+True
+>>> semantic_hash("x = 1") == semantic_hash("x = 2")
+False
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from pathlib import Path
 
 from lexgpt.hashing import sha256_bytes, sha256_json
 
 
+def _drop_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def semantic_hash(source: str) -> str:
+    """Hash of Python source as parsed: comments, docstrings and layout do not count."""
+    tree = _drop_docstrings(ast.parse(source))
+    return sha256_bytes(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
+
+
 def module_source_hash(*modules: str) -> str:
-    """Hash of the source files of the given modules (``lexgpt.bpe`` etc.)."""
+    """Semantic hash of the given modules' sources (``lexgpt.bpe`` etc.)."""
     parts = []
     for name in modules:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             raise ModuleNotFoundError(name)
-        parts.append(name + "\0" + sha256_bytes(Path(spec.origin).read_bytes()))
+        parts.append(name + "\0" + semantic_hash(Path(spec.origin).read_text(encoding="utf-8")))
     return sha256_bytes("\n".join(parts).encode())
 
 
 def code_version(*modules: str, extra: object = None) -> str:
-    """A short code version from module sources plus anything else the output depends on."""
+    """A short code version from module code plus anything else the output depends on."""
     return sha256_json({"modules": module_source_hash(*modules), "extra": extra})[:16]

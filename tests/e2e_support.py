@@ -21,15 +21,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 ALL_ASSETS = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model",
-              "evaluation_samples"]
+              "registered_model", "evaluation_samples"]
 EDGES = {  # asset -> its upstream assets, as the definitions declare them
     "raw_subtitles": {"lexicap_vtt"},
     "cleaned_corpus": {"raw_subtitles"},
     "bpe_vocab": {"cleaned_corpus"},
     "token_shards": {"cleaned_corpus", "bpe_vocab"},
     "ngram_baseline": {"token_shards", "bpe_vocab"},
-    "trained_model": {"token_shards", "bpe_vocab", "ngram_baseline"},
-    "evaluation_samples": {"trained_model", "bpe_vocab"},
+    "trained_model": {"token_shards", "bpe_vocab"},
+    "registered_model": {"trained_model", "ngram_baseline", "cleaned_corpus", "token_shards", "bpe_vocab"},
+    "evaluation_samples": {"registered_model"},
 }
 
 

@@ -63,6 +63,32 @@ def test_near_miss_fails_raw_subtitles_in_one_line(tmp_path: Path, small_lexicap
     assert materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles).success
 
 
+def test_raw_subtitles_records_the_version_of_the_bytes_it_parsed(tmp_path: Path, small_lexicap: Path):
+    """An episode rewritten after lexicap_vtt was observed (a sync client mid-refresh): the
+    materialization names what it ingested, not the observation, so `lexgpt status` (input
+    version vs the folder now) calls it stale once the folder is back to what was observed."""
+    from lexgpt.hashing import short
+    from lexgpt.lexicap import source_fingerprint
+    from pipelines.lake import latest_data_version
+    from pipelines.staleness import observe_sources
+
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"source": LexicapSource(folder=str(small_lexicap)), "lake": DataLake(root=str(tmp_path / "lake"))}
+    observe_sources(dg.Definitions(assets=[data.lexicap_vtt, data.raw_subtitles], resources=resources), instance)
+    observed = latest_data_version(instance, data.lexicap_vtt.key, is_source=True)
+    assert observed == short(source_fingerprint(small_lexicap))
+    episode = small_lexicap / "episode_003_large.vtt"
+    original = episode.read_bytes()
+    episode.write_bytes(original[: len(original) // 2].rsplit(b"\n\n", 1)[0] + b"\n")  # half the cues
+    parsed = short(source_fingerprint(small_lexicap))
+    result = dg.materialize([data.raw_subtitles], instance=instance, resources=resources)
+    assert result.success
+    tags = result.asset_materializations_for_node("raw_subtitles")[0].tags
+    assert tags["dagster/input_data_version/lexicap_vtt"] == parsed != observed
+    episode.write_bytes(original)  # the writer finishes: the folder is what was observed
+    assert short(source_fingerprint(small_lexicap)) == observed != parsed
+
+
 BROKEN_RULES = {
     "bad regex": ("[[rule]]\nname = 'oops'\npattern = '(unclosed'\nreplacement = ''\n", "rule 'oops': bad pattern"),
     "pattern = 5": ("[[rule]]\nname = 'oops'\npattern = 5\nreplacement = ''\n", "rule 'oops': pattern must be a string"),

@@ -143,12 +143,16 @@ def tok_model():
     ({"max_new_tokens": -1}, "max_new_tokens must be a whole number from 0 to 1024"),
     ({"max_new_tokens": 2.5}, "max_new_tokens must be a whole number"),
     ({"max_new_tokens": "many"}, "max_new_tokens must be a whole number, got 'many'"),
-    ({"temperature": -0.1}, "temperature must be a finite number >= 0"),
-    ({"temperature": math.inf}, "temperature must be a finite number >= 0"),
-    ({"temperature": "nan"}, "temperature must be a finite number >= 0"),
+    ({"temperature": -0.1}, "temperature must be 0 (greedy) or a finite number >= 0.001, got -0.1"),
+    ({"temperature": math.inf}, "temperature must be 0 (greedy) or a finite number >= 0.001"),
+    ({"temperature": "nan"}, "temperature must be 0 (greedy) or a finite number >= 0.001"),
+    ({"temperature": "1e-45"}, "temperature must be 0 (greedy) or a finite number >= 0.001, got 1e-45"),
+    ({"temperature": 0.0009}, "temperature must be 0 (greedy) or a finite number >= 0.001, got 0.0009"),
     ({"top_k": -1}, "top_k must be >= 0"),
-    ({"top_p": 0}, "top_p must be in (0, 1]"),
-    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+    ({"top_p": 0}, "top_p must be from 1e-06 to 1 (1 switches it off), got 0.0"),
+    ({"top_p": 1.5}, "top_p must be from 1e-06 to 1"),
+    ({"top_p": "nan"}, "top_p must be from 1e-06 to 1"),
+    ({"top_p": 1e-45}, "top_p must be from 1e-06 to 1 (1 switches it off), got 1e-45"),
     ({"seed": -1}, "seed must be a whole number from 0 to 2**63-1"),
     ({"seed": 2**64}, "seed must be a whole number from 0 to 2**63-1"),
     ({"qa": "maybe"}, "qa must be true or false"),
@@ -159,6 +163,31 @@ def test_bad_params_are_refused_in_one_line(values, says):
         GenerationParams.from_mapping(values)
     assert str(err.value).startswith(says), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_floors_are_where_float32_sampling_breaks():
+    """What the temperature and top_p floors guard against, measured on float32 logits of a
+    trained model's size: far below a floor sampling fails; at the floor it is greedy."""
+    from lexgpt.generation_params import MIN_TEMPERATURE, MIN_TOP_P
+
+    logits = torch.randn(300, generator=torch.Generator().manual_seed(0)) * 30
+    g = torch.Generator().manual_seed(0)
+    for bad in ({"temperature": 1e-45}, {"top_p": 1e-46}):  # inf / NaN probabilities
+        with pytest.raises(RuntimeError, match="probability tensor contains"):
+            sample_next(logits, generator=g, **bad)
+    greedy = int(torch.argmax(logits))
+    assert {sample_next(logits, temperature=MIN_TEMPERATURE, generator=g) for _ in range(20)} == {greedy}
+    assert {sample_next(logits, top_p=MIN_TOP_P, generator=g) for _ in range(20)} == {greedy}
+    assert GenerationParams(temperature=MIN_TEMPERATURE, top_p=MIN_TOP_P).temperature == MIN_TEMPERATURE
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-5", "1.5", "1000001"])
+def test_a_bad_max_new_tokens_ceiling_is_one_line_with_the_range(monkeypatch, raw):
+    monkeypatch.setenv("LEXGPT_MAX_NEW_TOKENS", raw)
+    with pytest.raises(GenerationParamError) as err:
+        GenerationParams()
+    assert str(err.value) == (f"LEXGPT_MAX_NEW_TOKENS={raw!r}: set it to a whole number from 1 to 1000000 "
+                              "(or unset it for 1024)")
 
 
 def test_params_convert_and_keep_defaults():
@@ -235,14 +264,16 @@ def test_generation_thread_count_is_restored(tok_model, monkeypatch):
 def test_the_pyfunc_uses_the_same_path_and_refuses_bad_params_with_400(tok_model, monkeypatch):
     from mlflow.exceptions import MlflowException
 
+    from lexgpt.generation_params import seed_for
     from lexgpt.mlflow_model import LexGPTModel, default_params
 
     tok, model = tok_model
     pyfunc = LexGPTModel()
     pyfunc.model, pyfunc.tokenizer = model, tok
     params = {"max_new_tokens": 7, "seed": 4, "qa": True}
+    # each prompt draws with its own seed (seed_for), as `lexgpt generate` does
     assert pyfunc.predict(None, ["Why?", "Love"], params=params) == [
-        complete(model, tok, q, GenerationParams(**params)) for q in ("Why?", "Love")]
+        complete(model, tok, q, GenerationParams(**{**params, "seed": seed_for(4, q)})) for q in ("Why?", "Love")]
     assert default_params() == GenerationParams().to_dict()  # the signature's defaults
     for bad, says in (({"max_new_tokens": 10**9}, "max_new_tokens must be"), ({"top_p": 0}, "top_p must be"),
                       ({"temperature": float("nan")}, "temperature must be")):

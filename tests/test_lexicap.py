@@ -18,6 +18,7 @@ import pytest
 
 from lexgpt import archive, lexicap, paths
 from lexgpt.archive import UnsafeArchiveError, download, safe_extract, zip_problem
+from lexgpt.hashing import sha256_file
 from lexgpt.lexicap import (
     EPISODE_FILE_RE,
     SourceUnavailableError,
@@ -183,7 +184,7 @@ def test_download_truncated_leaves_nothing(server, tmp_path):
     server.routes["/short.zip"] = b"x" * 5000
     server.short.add("/short.zip")
     dest = tmp_path / "data.zip"
-    with pytest.raises(OSError):  # requests' errors are OSErrors too
+    with pytest.raises(archive.DownloadError, match=r"/short\.zip (truncated|failed)"):
         download(server.url + "/short.zip", dest, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -245,6 +246,11 @@ def test_safe_extract_rejects_paths_through_existing_symlinks(tmp_path):
 # --- resolve_source -------------------------------------------------------------------
 
 
+def cached_zip(cache: Path, url: str) -> Path:
+    """Where the download of ``url`` is cached (the name holds a hash of the URL)."""
+    return cache / f"lexicap-{lexicap._cache_key(url)}.zip"
+
+
 def no_local_copy(monkeypatch, tmp_path):
     """No LEXICAP_DIR, and a home with no shared copy beside it: the zip is the source."""
     monkeypatch.delenv("LEXICAP_DIR", raising=False)
@@ -284,11 +290,12 @@ def test_resolve_source_downloads_and_extracts_once(server, tmp_path, monkeypatc
     monkeypatch.setenv("LEXGPT_CACHE", str(cache))
 
     folder = resolve_source()
-    assert folder == cache / "lexicap" / "vtt"
+    zip_path = cached_zip(cache, server.url + "/data.zip")
+    assert folder == cache / f"{zip_path.stem}-{sha256_file(zip_path)[:16]}" / "vtt"
     assert list_episode_files(folder) == [(1, folder / "episode_001_large.vtt")]
     assert resolve_source("small") == folder
     assert server.hits["/data.zip"] == 1
-    assert sorted(p.name for p in cache.iterdir()) == ["lexicap", "lexicap-data.zip"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted([zip_path.name, folder.parent.name])
 
 
 def test_failed_download_says_what_to_do(server, tmp_path, monkeypatch):
@@ -298,7 +305,7 @@ def test_failed_download_says_what_to_do(server, tmp_path, monkeypatch):
     monkeypatch.setenv("LEXGPT_CACHE", str(cache))
     with pytest.raises(SourceUnavailableError, match=r"could not download .*/nowhere\.zip .*404.*Set LEXICAP_DIR"):
         resolve_source()
-    assert not (cache / "lexicap").exists() and not (cache / "lexicap-data.zip").exists()
+    assert not cache.exists() or list(cache.iterdir()) == []
 
 
 def use_mirror(server, monkeypatch, tmp_path, body: bytes) -> tuple[str, Path]:
@@ -316,7 +323,7 @@ def test_resolve_source_zip_without_vtt_folder(server, tmp_path, monkeypatch):
     url, cache = use_mirror(server, monkeypatch, tmp_path, _zip_bytes({"other/episode_001_large.vtt": VTT}))
     with pytest.raises(SourceUnavailableError, match="no vtt/ folder") as info:
         resolve_source()
-    assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+    assert url in str(info.value) and str(cached_zip(cache, url)) in str(info.value)
     assert list(cache.iterdir()) == []  # nothing kept that would fail the same way forever
 
 
@@ -324,7 +331,7 @@ def test_resolve_source_unsafe_zip_leaves_nothing(server, tmp_path, monkeypatch)
     url, cache = use_mirror(server, monkeypatch, tmp_path, _zip_bytes({"vtt/episode_001_large.vtt": VTT, "../evil": b"x"}))
     with pytest.raises(SourceUnavailableError, match=r"UnsafeArchiveError: unsafe member '\.\./evil'") as info:
         resolve_source()
-    assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+    assert url in str(info.value) and str(cached_zip(cache, url)) in str(info.value)
     assert list(cache.iterdir()) == []
 
 
@@ -334,14 +341,14 @@ def test_a_download_that_is_not_a_zip_is_not_cached(server, tmp_path, monkeypatc
     for attempt in (1, 2):  # the second run asks again instead of failing on a cached page
         with pytest.raises(SourceUnavailableError, match="not a zip file") as info:
             resolve_source()
-        assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+        assert url in str(info.value) and str(cached_zip(cache, url)) in str(info.value)
         assert "\n" not in str(info.value)
         assert list(cache.iterdir()) == []
         assert server.hits["/mirror.zip"] == attempt
     # A bad file cached by an older version is fetched again, not used.
     server.routes["/mirror.zip"] = _zip_bytes({"vtt/episode_001_large.vtt": VTT})
-    (cache / "lexicap-data.zip").write_bytes(page)
-    assert resolve_source() == cache / "lexicap" / "vtt"
+    cached_zip(cache, url).write_bytes(page)
+    assert resolve_source().parent.name.startswith(cached_zip(cache, url).stem)
     assert server.hits["/mirror.zip"] == 3
 
 
@@ -351,7 +358,7 @@ def test_corrupt_zip_names_url_and_cache_and_is_dropped(server, tmp_path, monkey
     url, cache = use_mirror(server, monkeypatch, tmp_path, corrupt)
     with pytest.raises(SourceUnavailableError, match="BadZipFile: Bad CRC-32") as info:
         resolve_source()
-    assert url in str(info.value) and str(cache / "lexicap-data.zip") in str(info.value)
+    assert url in str(info.value) and str(cached_zip(cache, url)) in str(info.value)
     assert list(cache.iterdir()) == []
 
 

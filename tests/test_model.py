@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+from lexgpt.checkpoint import load_model, save_model
 from lexgpt.generate import KVCache
-from lexgpt.model import GPT, PRESETS, GPTConfig, causal_attention
+from lexgpt.model import GPT, MAX_PARAMS, PRESETS, GPTConfig, causal_attention
 from lexgpt.optim import build_optimizers
 
 
@@ -185,6 +187,52 @@ def test_config_roundtrip_presets_and_validation():
             GPTConfig(**{**dict(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=8), **kw})
     with pytest.raises(ValueError, match="unknown"):
         GPTConfig.from_dict({**cfg.to_dict(), "n_heads": 4})
+
+
+SMALL = dict(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=8)
+
+
+@pytest.mark.parametrize("bad", [
+    dict(rope_theta=0), dict(rope_theta=-1.0), dict(rope_theta=math.nan), dict(rope_theta=math.inf),
+    dict(rope_theta="1e4"), dict(norm_eps=0), dict(norm_eps=-1e-6), dict(norm_eps=math.nan),
+    dict(tie_embeddings="no"), dict(tie_embeddings=1), dict(dropout=1.0), dict(dropout=-0.1),
+    dict(dropout=math.nan), dict(dropout="0.1"),
+])  # fmt: skip
+def test_model_config_refuses_bad_numbers(bad):
+    (name, value), = bad.items()
+    with pytest.raises(ValueError, match=f"{name}="):
+        GPTConfig(**{**SMALL, **bad})
+
+
+def test_model_config_bounds_the_product_of_sizes():
+    # Each size is within its own limit; together they are 52B parameters.
+    with pytest.raises(ValueError, match="over the limit"):
+        GPTConfig(vocab_size=32_000, block_size=512, n_layer=64, n_head=64, n_embd=8192)
+    with pytest.raises(ValueError, match="over the limit"):
+        GPTConfig(vocab_size=10, block_size=8, n_layer=256, n_head=32, n_embd=4096)
+    # A 4096-wide model: 8 layers are 1.88B numbers (allowed), 9 are 2.08B (refused).
+    wide = dict(vocab_size=32_000, block_size=1024, n_head=32, n_embd=4096)
+    assert GPTConfig(n_layer=8, **wide).allocated_numbers() <= MAX_PARAMS
+    with pytest.raises(ValueError, match="n_layer=9.*over the limit"):
+        GPTConfig(n_layer=9, **wide)
+    # Every preset, even at the largest vocab and tied or not, is far below the cap.
+    for preset in PRESETS:
+        for tie in (False, True):
+            assert GPTConfig.from_preset(preset, 65_536, tie_embeddings=tie).allocated_numbers() < MAX_PARAMS / 10
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(tie_embeddings=True), dict(mlp_hidden=100, n_layer=3)])
+def test_model_config_counts_the_parameters_the_model_has(kw):
+    cfg = GPTConfig(**{**SMALL, **kw})
+    assert cfg.num_params() == GPT(cfg).num_params()  # the cap counts what is really allocated
+
+
+def test_a_tampered_config_json_is_refused_before_anything_is_allocated(tmp_path):
+    save_model(GPT(GPTConfig(**SMALL)), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "n_layer": 64, "n_embd": 8192, "n_head": 64}))
+    with pytest.raises(ValueError, match="config.json.*over the limit"):
+        load_model(tmp_path)  # would be ~200 GB of float32 if it were built
 
 
 def test_tied_weights_and_optimizer_groups():

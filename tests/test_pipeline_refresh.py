@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from conftest import TINY_CONFIG, lexgpt_cli
 from lexgpt.hashing import sha256_file
 
-ALL = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model", "evaluation_samples"]
+ALL = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model",
+       "registered_model", "evaluation_samples"]
 
 
 def status(config: Path) -> dict[str, dict]:
@@ -32,12 +34,12 @@ def add_rule(rules: Path, name: str, pattern: str, replacement: str) -> None:
     rules.write_text(rules.read_text() + f"\n[[rule]]\nname = '{name}'\npattern = '{pattern}'\nreplacement = '{replacement}'\n")
 
 
-def _model_metadata(home: Path) -> dict:
-    """trained_model's latest materialization metadata, as the Dagster UI shows it."""
+def _model_metadata(home: Path, asset: str = "registered_model") -> dict:
+    """An asset's latest materialization metadata, as the Dagster UI shows it."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home / ".dagster")) as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
         return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -77,7 +79,19 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
         "token_ids_below_vocab_size": "SUCCEEDED", "val_bpc_within_bound": "SUCCEEDED"}
     assert checks["beats_ngram_baseline"] in ("SUCCEEDED", "FAILED")  # a WARN: a tiny model may lose
     vocab_hash = sha256_file(lake / "bpe_vocab" / "tokenizer.json")
-    assert _model_metadata(lexgpt_home)["loss_curve"].startswith("![loss curve](data:image/png;base64,iVBOR")
+    registered = _model_metadata(lexgpt_home)
+    assert registered["loss_curve"].startswith("![loss curve](data:image/png;base64,iVBOR")
+    # 30 tiny steps lose to the 5-gram: registered, but not champion (the gate knows counting).
+    assert registered["alias"] == "challenger" and registered["ngram_margin_bpc"] < 0
+    lexgpt_cli("promote", "1")  # by hand, as a user may: the next model is compared with it
+
+    # The n-gram order is the baseline's and the gate's business, never training's.
+    order = tmp_path / "order4.yaml"
+    order.write_text(TINY_CONFIG + "ngram_baseline:\n  order: 4\n")
+    changed = {n: s for n, s in status(order).items() if s["status"] != "fresh"}
+    assert list(changed) == ["ngram_baseline"], changed
+    assert status(order)["registered_model"]["cost"].startswith("runs only if ngram_baseline")
+    assert status(order)["trained_model"]["cost"] == ""
 
     # A rule that matches nothing: only the corpus is stale, and re-running it changes
     # no text, so nothing downstream runs.
@@ -102,7 +116,7 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     meta = _model_metadata(lexgpt_home)
     assert meta["previous_champion_version"] == "1"
     assert meta["previous_champion_val_bpc_on_this_val"] != meta["previous_champion_val_bpc"]
-    assert meta["val_fraction"] == 1.0 and "ngram_val_bpc" in meta
+    assert "ngram_val_bpc" in meta and _model_metadata(lexgpt_home, "trained_model")["val_fraction"] == 1.0
 
     # The model the refresh registered is usable from the command line, with its lineage.
     lineage = lexgpt_cli("lineage", "models:/lexgpt@champion").stdout
@@ -122,3 +136,30 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert "cleaned_corpus failed" in proc.stderr
     assert "failed validation" in proc.stderr
     assert sha256_file(corpus_file) == before
+
+
+@pytest.mark.timeout(600)
+def test_a_failed_blocking_check_registers_nothing_and_a_refresh_retries(lexgpt_home: Path, tmp_path: Path):
+    config = tmp_path / "strict.yaml"
+    config.write_text(TINY_CONFIG.replace("max_val_bpc: 10.0", "max_val_bpc: 0.5"))
+    proc = lexgpt_cli("refresh", "--config", str(config), check=False)
+    assert proc.returncode == 1
+    # One line: the check, its value and its bound, and what to do.
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"refresh stopped: trained_model failed: check val_bpc_within_bound failed \(error\): "
+                        r"val_bpc \d+\.\d{4} > max_val_bpc 0\.5 after 30 steps: train longer .*", last), last
+    states = status(config)
+    assert states["trained_model"]["status"] == "stale", states["trained_model"]
+    assert any(c.startswith("check val_bpc_within_bound failed") for c in states["trained_model"]["causes"])
+    assert states["registered_model"]["status"] == "missing"
+    assert lexgpt_cli("lineage", "models:/lexgpt/1", check=False).returncode != 0  # nothing registered
+
+    # Registering on its own (as the UI or automation could) refuses the rejected weights.
+    alone = lexgpt_cli("refresh", "--config", str(config), "--only", "registered_model", check=False)
+    assert alone.returncode == 1
+    assert "trained_model failed val_bpc_within_bound" in alone.stderr.strip().splitlines()[-1]
+
+    # The next refresh retries the training (same config: it resumes, and fails the same way).
+    again = lexgpt_cli("refresh", "--config", str(config), check=False)
+    assert "running  trained_model  (stale: check val_bpc_within_bound failed" in again.stdout, again.stdout
+    assert again.returncode == 1

@@ -31,7 +31,7 @@ def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
     print(run.stdout[-2500:])  # the verdict: per-asset times, the model's and the baseline's bits/char
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["executed"] == ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards",
-                                  "ngram_baseline", "trained_model", "evaluation_samples"]
+                                  "ngram_baseline", "trained_model", "registered_model", "evaluation_samples"]
     states = json.loads(lexgpt_cli("status", "--json").stdout)
     assert {s["status"] for s in states} == {"fresh"}
 
@@ -46,16 +46,17 @@ def test_lexgpt_run_on_real_lexicap(tmp_path: Path, monkeypatch):
     # (BENCHMARKS.md); the old recipe reached 1.78. A generous bar, for a loaded CI machine.
     assert model["val_bpc"] <= 1.65, model["val_bpc"]
 
-    lineage = lexgpt_cli("lineage", "models:/lexgpt@champion").stdout
+    # Version 1 is champion only if it beat the n-gram baseline: the lineage is there either way.
+    lineage = lexgpt_cli("lineage", "models:/lexgpt/1").stdout
     for key in ("corpus_version", "vocab_version", "shards_version", "rules_hash", "git_commit"):
         assert key in lineage
 
     out = lexgpt_cli("generate", "What do you think about language models?", "--max-new-tokens", "40",
-                     "--seed", "1").stdout
+                     "--seed", "1", "--model", "models:/lexgpt/1").stdout
     assert out.startswith("What do you think about language models?")
     assert len(out) > len("What do you think about language models?") + 20
 
-    code = ("import mlflow, sys; m = mlflow.pyfunc.load_model('models:/lexgpt@champion'); "
+    code = ("import mlflow, sys; m = mlflow.pyfunc.load_model('models:/lexgpt/1'); "
             "out = m.predict(['What do you think about language models?']); "
             "assert isinstance(out[0], str) and out[0].strip(), out; print(out[0])")
     elsewhere = tmp_path / "elsewhere"

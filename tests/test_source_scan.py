@@ -20,8 +20,9 @@ def folder(tmp_path: Path) -> Path:
     """Episodes 1 and 2, a README, the small variant of episode 1, and a small-only episode 3."""
     f = tmp_path / "vtt"
     f.mkdir()
-    for name in ("episode_001_large.vtt", "episode_002_large.vtt", "episode_001_small.vtt", "episode_003_small.vtt"):
+    for name in ("episode_001_large.vtt", "episode_001_small.vtt", "episode_003_small.vtt"):
         (f / name).write_bytes(VTT)
+    (f / "episode_002_large.vtt").write_bytes(VTT.replace(b" hi", b" hello"))  # two episodes never share bytes
     (f / "README.txt").write_text("about")
     return f
 
@@ -76,7 +77,7 @@ def test_near_misses_are_reported_then_refused(folder: Path, name: str, why: str
     scan.check(allow_near_misses=True)
     monkeypatch.setenv(lexicap.ALLOW_NEAR_MISSES_ENV, "1")
     result = ingest.ingest_folder(folder, workers=1)
-    assert result.cues["text"].to_pylist() == [" hi", " hi"]
+    assert result.cues["text"].to_pylist() == [" hi", " hello"]
     assert IgnoredEntry(name, reason, True) in result.scan.ignored
 
 

@@ -165,7 +165,7 @@ def test_refresh_only_unknown_asset_lists_the_names(lexgpt_home: Path):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         "lexgpt refresh --only: no asset named trained_modle (assets: raw_subtitles, cleaned_corpus, "
-        "bpe_vocab, token_shards, ngram_baseline, trained_model, evaluation_samples)"]
+        "bpe_vocab, token_shards, ngram_baseline, trained_model, registered_model, evaluation_samples)"]
 
 
 @pytest.mark.timeout(300)

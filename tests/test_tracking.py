@@ -319,16 +319,13 @@ def tiny_model_files(tmp_path):
 
 _FRESH = textwrap.dedent(
     """
-    import json, sys
-    # prove the model does not need lexgpt installed: drop the editable-install finder
-    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-    sys.path = [p for p in sys.path if p not in ("", ".", {repo!r})]
+    import json
     import mlflow
     m = mlflow.pyfunc.load_model("models:/lexgpt@champion")
-    out = m.predict(["What is the meaning of life?", "Hello"], params={{"max_new_tokens": 12}})
-    out_qa = m.predict("What is love?", params={{"max_new_tokens": 5, "qa": True}})
+    out = m.predict(["What is the meaning of life?", "Hello"], params={"max_new_tokens": 12})
+    out_qa = m.predict("What is love?", params={"max_new_tokens": 5, "qa": True})
     import lexgpt
-    print(json.dumps({{"out": out, "qa": out_qa, "lexgpt": lexgpt.__file__}}))
+    print(json.dumps({"out": out, "qa": out_qa, "lexgpt": lexgpt.__file__}))
     """
 )
 
@@ -389,19 +386,17 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     assert lin["lexgpt.git_commit"]
     json.dumps(lin)  # printable by `lexgpt lineage`
 
-    # the logged model: models from code, explicit requirements, lexgpt in code/
+    # the logged model: data only (no code, no pickle), loaded by the installed lexgpt
     local = Path(
         mlflow.artifacts.download_artifacts("models:/lexgpt/1", dst_path=str(tmp_path / "m"))
     )
     mlmodel = (local / "MLmodel").read_text()
-    assert "model_code_path" in mlmodel
-    assert not list(local.rglob("*.pkl")) and not list(local.rglob("python_model*"))
+    assert "loader_module: lexgpt.mlflow_model" in mlmodel and "model_code_path" not in mlmodel
+    assert not list(local.rglob("*.py")) and not list(local.rglob("*.pkl"))
     reqs = (local / "requirements.txt").read_text()
     assert "torch" in reqs and "mlflow==" in reqs
-    assert (local / "code" / "lexgpt" / "mlflow_model.py").is_file()
-    assert not list((local / "code").rglob("__pycache__"))
-    for name in ("model.pt", "config.json", "tokenizer.json"):
-        assert list(local.rglob(name)), name
+    assert sorted(p.name for p in (local / "data" / "lexgpt").iterdir()) == [
+        "config.json", "model.pt", "tokenizer.json"]
 
     # in process: every input shape, determinism under a fixed seed
     import pandas as pd
@@ -436,7 +431,7 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
 
 
 @pytest.mark.slow
-def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_model_files):
+def test_pyfunc_loads_in_a_fresh_process_from_the_installed_lexgpt(store, tmp_path, tiny_model_files):
     _register(*tiny_model_files)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -444,7 +439,7 @@ def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_mode
     env.pop("LEXGPT_HOME", None)
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [sys.executable, "-c", _FRESH.format(repo=str(REPO))],
+        [sys.executable, "-c", _FRESH],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -452,9 +447,8 @@ def test_pyfunc_loads_in_fresh_process_without_lexgpt(store, tmp_path, tiny_mode
     assert len(result["out"]) == 2
     assert all(isinstance(s, str) and s for s in result["out"])
     assert len(result["qa"]) == 1 and result["qa"][0]
-    # lexgpt was imported from the model's own code/ folder, not the checkout
-    assert not result["lexgpt"].startswith(str(REPO) + os.sep)
-    assert Path(result["lexgpt"]).parts[-3:] == ("code", "lexgpt", "__init__.py")
+    # lexgpt came from the installed package (this checkout), not from the artifact store
+    assert result["lexgpt"] == str(REPO / "lexgpt" / "__init__.py")
 
 
 @pytest.mark.slow

@@ -6,10 +6,10 @@ import warnings
 
 import dagster as dg
 
-from lexgpt import atomic, cleaning, corpus, ingest, lexicap
+from lexgpt import atomic, cleaning, corpus, ingest
 from lexgpt.hashing import sha256_file, short
 from pipelines.automation import observe_condition
-from pipelines.lake import column_schema, table, write_lineage
+from pipelines.lake import INPUT_VERSION_TAG, column_schema, table, write_lineage
 from pipelines.resources import DataLake, LexicapSource
 from pipelines.versioning import code_version
 
@@ -39,7 +39,8 @@ with warnings.catch_warnings():
     group_name=GROUP,
     deps=[lexicap_vtt],
     code_version=code_version(
-        "lexgpt.vtt", "lexgpt.ingest", "lexgpt.lexicap", "lexgpt.archive", "pipelines.assets.data"
+        "lexgpt.vtt", "lexgpt.ingest", "lexgpt.lexicap", "lexgpt.archive", "lexgpt.stable_read",
+        "pipelines.assets.data",
     ),
     description="Every caption cue of every episode, parsed from WebVTT (one row per cue). "
     "Every entry of the source folder is ingested or listed as ignored with a reason; a name "
@@ -50,10 +51,12 @@ with warnings.catch_warnings():
 )
 def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake: DataLake) -> dg.MaterializeResult:
     folder = source.resolve()
-    fingerprint = lexicap.source_fingerprint(folder, source.variant)
     started = time.perf_counter()
     ingested = ingest.ingest_folder(folder, variant=source.variant)
     seconds = time.perf_counter() - started
+    # The version of the bytes that were parsed, not of a separate read: a file rewritten
+    # since lexicap_vtt was observed must not be labelled with the observed version.
+    fingerprint = ingested.source_fingerprint()
     cues = ingested.cues
     out = lake.cues_file()
     atomic.write_parquet(out, cues)
@@ -89,6 +92,10 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
             **lake.files_metadata("raw_subtitles"),
         },
         data_version=dg.DataVersion(short(digest)),
+        # Dagster would record the last observation of lexicap_vtt as the input version;
+        # record what was ingested instead, so `lexgpt status` compares the folder now with
+        # what is in the lake (a later change, or one during the run, shows as stale).
+        tags={INPUT_VERSION_TAG + lexicap_vtt.key.to_user_string(): short(fingerprint)},
     )
 
 
