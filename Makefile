@@ -26,8 +26,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# make run MINUTES=2: a short first run (the training budget; default: the preset's 8 minutes)
 run: install
-	$(VENV)/bin/lexgpt run
+	$(VENV)/bin/lexgpt run $(if $(MINUTES),--minutes $(MINUTES))
 
 test: install
 	$(PY) -m pytest -q -m "not slow"

@@ -24,8 +24,7 @@ A model that loses to counting is not made champion, and the verdict says what t
 ...     baseline_bpc=1.4719, train_minutes=8.0)[2:]))
   new model         lexgpt v4: 1.4792 val bits/char -> challenger
   n-gram baseline   1.4719 val bits/char: the model LOSES to counting by 0.0073 bits/char,
-                    so it is not champion. Train longer: lexgpt refresh --config long.yaml,
-                    with long.yaml saying trained_model: {max_minutes: 16}
+                    so it is not champion. Train longer: lexgpt refresh --minutes 16
 """
 
 from __future__ import annotations
@@ -67,8 +66,7 @@ def verdict_lines(
             longer = max(2 * (train_minutes or 8.0), 1.0)
             pad = " " * (width + 3)
             lines += [f"{label}: the model LOSES to counting by {new[1] - baseline_bpc:.4f} bits/char,",
-                      f"{pad}so it is not champion. Train longer: lexgpt refresh --config long.yaml,",
-                      f"{pad}with long.yaml saying trained_model: {{max_minutes: {longer:g}}}"]
+                      f"{pad}so it is not champion. Train longer: lexgpt refresh --minutes {longer:g}"]
     if samples:
         lines.append("  samples")
         for prompt, completion in samples:

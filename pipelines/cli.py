@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -143,8 +144,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from pipelines.staleness import Interrupted, RefreshError, asset_nodes, refresh
     from pipelines.writers import hold_home
 
-    instance, defs = _instance_and_defs()
     config = _load_config(args.config)
+    if args.minutes is not None:
+        if not (math.isfinite(args.minutes) and args.minutes >= 1):
+            raise SystemExit(f"lexgpt {args.command} --minutes {args.minutes:g}: give at least 1 (minutes of "
+                             "training; the first ~minute on a CPU is compiling)")
+        config = {**config, "trained_model": {**config.get("trained_model", {}), "max_minutes": args.minutes}}
+    instance, defs = _instance_and_defs()
     effective = _effective(config)
     if args.only:
         names = [n.name for n in asset_nodes(defs) if n.materializable]
@@ -208,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", help="YAML/JSON file: asset name -> run config overrides")
         p.add_argument("--only", nargs="+", metavar="ASSET", help="limit the walk to these assets")
+        p.add_argument("--minutes", type=float, metavar="N",
+                       help="training budget in minutes (trained_model's max_minutes; wins over --config); "
+                            "at least 1: a shorter budget is spent compiling")
         p.add_argument("--json", action="store_true", help="end with a JSON line: executed, skipped")
         p.set_defaults(func=cmd_refresh)
 

@@ -143,7 +143,7 @@ def test_refresh_that_trained_ends_with_a_verdict(trained):
     assert not re.search(r"^  (previous )?champion ", out, re.M), out  # there is none yet
     assert re.search(r"^  n-gram baseline +\d\.\d{4} val bits/char: the model LOSES to counting by "
                      r"\d\.\d{4} bits/char,$", out, re.M), out
-    assert "trained_model: {max_minutes:" in out
+    assert re.search(r"Train longer: lexgpt refresh --minutes \d+$", out, re.M), out
     samples = out[out.index("  samples\n"):].splitlines()[1:]
     assert len(samples) == 3 and all(" -> I think that" in s for s in samples), samples
     # one line per evaluation during training (the tiny config evaluates at 15 and 30)
@@ -195,3 +195,10 @@ def test_generate_into_a_reader_that_left_stops_quietly(trained):
 
     proc = run_into_closed_pipe("generate", "What is love?", "--max-new-tokens", "40")
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_a_training_budget_under_a_minute_is_refused_up_front(lexgpt_home):
+    result = lexgpt_cli("run", "--minutes", "0.5", check=False, timeout=120)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "lexgpt run --minutes 0.5: give at least 1 (minutes of training; the first ~minute on a CPU is compiling)"]
