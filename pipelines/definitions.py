@@ -53,6 +53,9 @@ all_assets_job = dg.define_asset_job("all_assets", selection=dg.AssetSelection.a
 
 defs = dg.Definitions(
     assets=ASSETS,
+    # One process per run: a run that builds two siblings (the baseline and the model)
+    # holds the home's writer lock once, in its one process, and runs them one after the other.
+    executor=dg.in_process_executor,
     asset_checks=CHECKS,
     jobs=[all_assets_job],
     resources=RESOURCES,
