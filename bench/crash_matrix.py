@@ -87,7 +87,6 @@ def install_crash(point: str) -> None:
     import lexgpt.bpe
     import lexgpt.shards
     import lexgpt.tracking
-    import lexgpt.train
 
     def die(sig=signal.SIGKILL):
         os.kill(os.getpid(), sig)
@@ -110,14 +109,18 @@ def install_crash(point: str) -> None:
             if getattr(module, "atomic_path", None) is real:
                 module.atomic_path = crashing
     elif kind in ("mid_training", "ctrl_c_mid_training"):
-        real_train = lexgpt.train.train
+        # Training runs in a process tree the asset launches through Dagster Pipes: the
+        # Dagster process is killed (or interrupted) while that tree trains.
+        import dagster as dg
+
+        real_run = dg.PipesSubprocessClient.run
         sig = signal.SIGINT if kind.startswith("ctrl_c") else signal.SIGKILL
 
-        def train(*args, **kwargs):
+        def run(self, **kwargs):
             threading.Timer(1.0, os.kill, (os.getpid(), sig)).start()
-            return real_train(*args, **kwargs)
+            return real_run(self, **kwargs)
 
-        lexgpt.train.train = train
+        dg.PipesSubprocessClient.run = run
     elif kind == "mid_mlflow_logging":
         lexgpt.tracking.log_metrics_final = lambda *a, **k: die()  # the run is open, metrics half-logged
     elif kind == "mid_model_logging":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lexgpt import paths
 from lexgpt.bpe import EOT, BPETokenizer
+from lexgpt.tokenizer_export import export_hf, to_tiktoken
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT / "data_lake" / "cleaned_corpus" / "corpus.parquet"
@@ -123,13 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     _, t_hf_ids = timed(lambda: [e.ids for e in enc_hf])
     print(f"HF    encode     {t_hf_enc:7.2f} s  (+{t_hf_ids:.2f} s to read .ids)", flush=True)
 
-    ours.export_hf(work / "hf_tokenizer.json")
+    export_hf(ours, work / "hf_tokenizer.json")
     hf_ours = Tokenizer.from_file(str(work / "hf_tokenizer.json"))
     enc_hf_ours, t_hf_ours_enc = timed(hf_ours.encode_batch, texts)
     hf_diff = [e for e, a, b in zip(ids, ids_ours, enc_hf_ours) if a != b.ids]
     print(f"HF(our merges)   {t_hf_ours_enc:7.2f} s  differing episodes: {len(hf_diff)}", flush=True)
 
-    tk = ours.to_tiktoken()
+    tk = to_tiktoken(ours)
     ids_tk, t_tk = timed(tk.encode_ordinary_batch, texts, num_threads=len(os.sched_getaffinity(0)))
     tk_diff = [e for e, a, b in zip(ids, ids_ours, ids_tk) if a != b]
     print(f"tiktoken(ours)   {t_tk:7.2f} s  differing episodes: {len(tk_diff)}", flush=True)

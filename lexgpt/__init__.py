@@ -21,7 +21,7 @@ The library has one concept per module and no Dagster imports:
 - ``loss_eval``  bits per character on the val shard (every target scored once)
 - ``checkpoint`` save/resume a training state; ``load_model``, the one loader of weights
 - ``interrupts`` Ctrl-C that stops a long loop even where a library drops it
-- ``train``      the training loop (``train_config``: its settings; ``train_cli``: ``python -m lexgpt.train``)
+- ``train_loop`` the training loop (``train_config``: its settings; ``train``: ``python -m lexgpt.train``)
 - ``export``     the weights as a Hugging Face ``Qwen3ForCausalLM`` folder
 - ``generation_params``  how to sample: one set of defaults, validated in one place
 - ``generate``   prompt in, streamed text out (sampling with a KV cache)

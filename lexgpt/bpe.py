@@ -357,18 +357,7 @@ class BPETokenizer:
             raise TokenizerFileError(f"{path}: special token ids or vocab_size are inconsistent with the merges")
         return tok
 
-    # ------------------------------------------------------------------------ exports
-    def export_hf(self, path: str | os.PathLike[str]) -> None:
-        """Write a ``tokenizer.json`` for HF ``tokenizers`` (``lexgpt.tokenizer_export``)."""
-        from lexgpt.tokenizer_export import export_hf
-
-        export_hf(self, path)
-
-    def to_tiktoken(self, name: str = "lexgpt"):
-        """A ``tiktoken.Encoding`` with our merges (``lexgpt.tokenizer_export``)."""
-        from lexgpt.tokenizer_export import to_tiktoken
-
-        return to_tiktoken(self, name)
+    # Exports to HF ``tokenizers`` and ``tiktoken``: lexgpt.tokenizer_export (which imports us).
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, special_tokens={self.special_tokens})"

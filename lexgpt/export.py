@@ -5,7 +5,7 @@ are its names without the ``model.`` prefix, so export is a rename plus a config
 
     DIR/model.safetensors     the weights (float32)
     DIR/config.json           a Qwen3 config with our sizes
-    DIR/tokenizer.json        our BPE as a HF fast tokenizer (``BPETokenizer.export_hf``)
+    DIR/tokenizer.json        our BPE as a HF fast tokenizer (``lexgpt.tokenizer_export``)
     DIR/tokenizer_config.json
     DIR/generation_config.json
 
@@ -34,6 +34,7 @@ import torch
 from lexgpt.atomic import atomic_path, write_json
 from lexgpt.bpe import EOT, BPETokenizer
 from lexgpt.model import GPT
+from lexgpt.tokenizer_export import export_hf as export_hf_tokenizer
 
 
 def hf_config(model: GPT, eot_id: int | None) -> dict[str, Any]:
@@ -144,7 +145,7 @@ def _write_export(model: GPT, tokenizer: BPETokenizer, out: Path) -> None:
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
     write_json(out / "config.json", hf_config(model, eot_id))
-    tokenizer.export_hf(out / "tokenizer.json")
+    export_hf_tokenizer(tokenizer, out / "tokenizer.json")
     specials = {"eos_token": EOT, "bos_token": EOT} if eot_id is not None else {}
     write_json(out / "tokenizer_config.json", {
         "tokenizer_class": "PreTrainedTokenizerFast",

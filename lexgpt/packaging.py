@@ -43,9 +43,9 @@ from lexgpt.tracking import (
     ensure_configured,
     git_commit,
     lineage_tags,
-    registration_notes_dropped,
     using_run,
 )
+from lexgpt.mlflow_quiet import registration_notes_dropped
 
 MODEL_ARTIFACT_NAME = "model"
 LOADER_MODULE = "lexgpt.mlflow_model"

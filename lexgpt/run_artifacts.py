@@ -59,8 +59,9 @@ def logged_loss_curve(run_id: str) -> bytes | None:
 
 def log_tokenizer(tokenizer_path: str | os.PathLike[str], *, run_id: str | None = None) -> list[str]:
     """Log the tokenizer file and its Hugging Face ``tokenizers`` export
-    (:meth:`lexgpt.bpe.BPETokenizer.export_hf`); returns both artifact paths."""
+    (:func:`lexgpt.tokenizer_export.export_hf`); returns both artifact paths."""
     from lexgpt.bpe import BPETokenizer
+    from lexgpt.tokenizer_export import export_hf
 
     path = Path(tokenizer_path)
     if not path.is_file():
@@ -69,7 +70,7 @@ def log_tokenizer(tokenizer_path: str | os.PathLike[str], *, run_id: str | None 
         mlflow_client = client()
         mlflow_client.log_artifact(rid, str(path), TOKENIZER_ARTIFACT_DIR)
         hf = Path(tmp) / "tokenizer.json"
-        BPETokenizer.load(path).export_hf(hf)
+        export_hf(BPETokenizer.load(path), hf)
         mlflow_client.log_artifact(rid, str(hf), str(Path(HF_TOKENIZER_ARTIFACT).parent))
     return [f"{TOKENIZER_ARTIFACT_DIR}/{path.name}", HF_TOKENIZER_ARTIFACT]
 

@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import logging
 import math
 import numbers
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +45,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lexgpt import moved_home, paths
+from lexgpt.mlflow_quiet import quiet_mlflow_logging
 
 DEFAULT_EXPERIMENT = "lexgpt"
 DEFAULT_MODEL_NAME = "lexgpt"
@@ -84,37 +82,6 @@ def configure(tracking_uri: str | None = None) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
-
-
-def quiet_mlflow_logging() -> None:
-    """MLflow's (and its alembic migrations') warnings and errors, not their INFO progress
-    ("Creating initial MLflow database tables..."); ``MLFLOW_LOGGING_LEVEL`` still wins."""
-    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
-        return
-    for name in ("mlflow", "alembic"):
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.WARNING:
-            logger.setLevel(logging.WARNING)
-
-
-# What mlflow.register_model prints (with print, not logging, so no level hides it).
-_REGISTRATION_NOTES = re.compile(r"(Successfully registered model '.*'\.|Created version '.*' of model '.*'\."
-                                 r"|Registered model '.*' already exists\. Creating a new version of this model\.\.\.)"
-                                 r"\n?")
-
-
-@contextlib.contextmanager
-def registration_notes_dropped() -> Iterator[None]:
-    """Around ``mlflow.register_model``: drop its notes ("Created version '3' of model
-    'lexgpt'.": the verdict says it) and pass other stderr lines on when the block ends."""
-    caught = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(caught):
-            yield
-    finally:
-        for line in caught.getvalue().splitlines(keepends=True):
-            if not _REGISTRATION_NOTES.fullmatch(line):
-                sys.stderr.write(line)
 
 
 def _ensure_sqlite_dir(uri: str) -> None:

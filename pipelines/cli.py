@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.model_commands import add_model_commands, verdict
+from pipelines.model_commands import add_model_commands
+from pipelines.verdict import verdict
 
 
 def _load_config(path: str | None) -> dict[str, dict[str, Any]]:

@@ -13,9 +13,10 @@ from typing import Any
 import dagster as dg
 
 from lexgpt import atomic
-from lexgpt.hashing import sha256_files
+from lexgpt.hashing import sha256_files, sha256_json
 
 FILES_KEY = "files_sha256"
+CONFIG_HASH_KEY = "config_sha256"  # the run config an asset was made with (run config is no part of versions)
 DATA_VERSION_TAG = "dagster/data_version"  # the tags Dagster puts on every materialization
 CODE_VERSION_TAG = "dagster/code_version"
 INPUT_VERSION_TAG = "dagster/input_data_version/"
@@ -107,3 +108,17 @@ def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, is_sourc
     if entry is None or entry.asset_materialization is None:
         return None
     return entry.asset_materialization.tags.get(DATA_VERSION_TAG)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """The short hash recorded as :data:`CONFIG_HASH_KEY`."""
+    return sha256_json(dict(config))[:16]
+
+
+def failed_blocking_check(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, run_id: str) -> str | None:
+    """Why ``check_key`` failed in run ``run_id`` ("" if it said nothing); None if it did not
+    fail there (passed, did not run in that run, or never ran)."""
+    record = instance.get_latest_asset_check_evaluation_record(check_key)
+    if record is None or record.run_id != run_id or record.status.value != "FAILED":
+        return None
+    return (record.evaluation.description if record.evaluation is not None else None) or ""

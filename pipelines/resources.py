@@ -103,21 +103,16 @@ class DataLake(dg.ConfigurableResource):
 
         return json.loads(self.ngram_result_file().read_text())
 
-    def read_shards_manifest(self) -> dict[str, Any]:
-        import json
-
-        return json.loads((self.shards_dir() / "manifest.json").read_text())
-
     def read_corpus_lineage(self) -> dict[str, Any]:
         """What cleaned_corpus recorded beside its file: the rules it was built with, ..."""
         import json
 
         return json.loads(self.path("cleaned_corpus", "lineage.json").read_text())
 
-    def read_json(self, path: Path) -> Any:
+    def read_model_history(self) -> list[dict[str, float]]:
         import json
 
-        return json.loads(path.read_text())
+        return json.loads(self.model_history_file().read_text())
 
     def files_metadata(self, asset: str) -> dict[str, str]:
         """``{files_sha256: ...}`` over the asset's folder: the last metadata an asset adds."""
@@ -179,6 +174,10 @@ class MlflowTracking(dg.ConfigurableResource):
 
         tracking.configure(self.tracking_uri)
         return tracking.get_or_create_experiment(self.experiment)
+
+    def run_url(self, run_id: str, experiment_id: str) -> str:
+        """The run's page in ``lexgpt mlflow-ui`` (127.0.0.1:5000)."""
+        return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
 
     def tracking_uri_now(self) -> str:
         """The store's URI, resolved (a training process in another working folder uses it)."""

@@ -37,18 +37,20 @@ from typing import Any
 import dagster as dg
 
 from lexgpt import paths
-from lexgpt.hashing import sha256_json
 from lexgpt.interrupts import stop_on_interrupt
 from pipelines.lake import (
+    CONFIG_HASH_KEY,
     CODE_VERSION_TAG,
     FILES_KEY,
     INPUT_VERSION_TAG,
+    config_hash,
+    failed_blocking_check,
     files_sha256,
     latest_data_version,
     recorded_value,
 )
+from pipelines.run_outcome import failed_check_lines, failure_message, interrupted
 
-CONFIG_HASH_KEY = "config_sha256"
 DISK_DIFFERS = "file on disk differs from the recorded version"
 
 _DAGSTER_YAML = """\
@@ -71,10 +73,6 @@ def ensure_dagster_home() -> Path:
         config.write_text(_DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    return sha256_json(dict(config))[:16]
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -213,9 +211,8 @@ class Staleness:
         the asset's latest materialization."""
         causes = []
         for check_key in self.blocking_checks.get(key, []):
-            record = self.instance.get_latest_asset_check_evaluation_record(check_key)
-            if record is not None and record.run_id == run_id and record.status.value == "FAILED":
-                why = record.evaluation.description if record.evaluation is not None else None
+            why = failed_blocking_check(self.instance, check_key, run_id)
+            if why is not None:
                 causes.append(f"check {check_key.name} failed" + (f" ({why})" if why else ""))
         return causes
 
@@ -281,22 +278,10 @@ def _execute(defs, instance, keys, op_config, on_run, label: str):
         run_id=run_id, tags={RUN_PID_TAG: str(os.getpid())},
     )
     if not result.success:
-        if _interrupted(result):
+        if interrupted(result):
             raise Interrupted(label)
-        raise RefreshError(label, _failure_message(result))
+        raise RefreshError(label, failure_message(result))
     return result
-
-
-def failed_check_lines(result) -> list[str]:
-    """One line per check that failed in a run: its name, what it measured and the bound."""
-    lines = []
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            severity = "warning" if evaluation.severity == dg.AssetCheckSeverity.WARN else "error"
-            why = evaluation.description or ", ".join(
-                f"{k} {getattr(v, 'value', v)}" for k, v in (evaluation.metadata or {}).items())
-            lines.append(f"check {evaluation.check_name} failed ({severity}): {why}")
-    return lines
 
 
 @dataclass
@@ -372,38 +357,3 @@ class Interrupted(RuntimeError):
     def __init__(self, during: str):
         super().__init__(f"interrupted during {during}; previous version kept")
         self.during = during
-
-
-def _errors(result):
-    """The errors of failed steps, then of the run itself (e.g. while resources set up)."""
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            yield event.step_failure_data.error
-    for event in result.all_events:
-        if event.is_run_failure and event.job_failure_data and event.job_failure_data.error:
-            yield event.job_failure_data.error
-
-
-def _interrupted(result) -> bool:
-    for err in _errors(result):
-        while err is not None:
-            if err.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
-                return True
-            err = err.cause
-    return False
-
-
-def _failure_message(result) -> str:
-    failed = [line for line in failed_check_lines(result) if "(error)" in line]
-    if failed:  # a blocking check: say what it measured, not Dagster's "1 blocking asset check failed"
-        return "; ".join(failed)
-    for err in _errors(result):
-        while err.cause is not None and "dagster" in (err.cls_name or "").lower():
-            err = err.cause
-        message = err.message.strip()
-        # "lexgpt.atomic.LakeWriteError: cannot write ..." -> "cannot write ..."
-        if err.cls_name and message.split(":", 1)[0].endswith(err.cls_name) and err.cls_name.endswith("Error") \
-                and err.cls_name not in ("ValueError", "RuntimeError", "KeyError", "TypeError"):
-            message = message.split(":", 1)[1].strip()
-        return message
-    return "run failed (see the Dagster UI for the log)"

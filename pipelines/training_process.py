@@ -2,7 +2,7 @@
 
 Run by a Dagster Pipes client, alone or as every rank under ``torchrun``. ``PLAN`` is the
 JSON file the asset wrote: the model and training config, the shards folder, the tokenizer
-and the work folder (checkpoints, weights). Each rank trains (:func:`lexgpt.train.train`);
+and the work folder (checkpoints, weights). Each rank trains (:func:`lexgpt.train_loop.train`);
 rank 0 alone talks back: live metrics into the MLflow run the asset opened, log lines and
 the final numbers through Pipes. The other ranks are silent.
 
@@ -45,7 +45,8 @@ def _end_with_launcher(pid: int, poll_s: float = 1.0) -> None:
 def _train(plan: dict, on_metrics=None, progress: bool = False):
     from lexgpt.bpe import BPETokenizer
     from lexgpt.model import GPTConfig
-    from lexgpt.train import TrainConfig, train
+    from lexgpt.train_config import TrainConfig
+    from lexgpt.train_loop import train
 
     token_chars = BPETokenizer.load(plan["tokenizer"]).token_char_counts()
     return train(GPTConfig.from_dict(plan["model"]), TrainConfig(**plan["train"]), plan["shards_dir"],

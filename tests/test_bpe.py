@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lexgpt.bpe import EOT, GPT4_SPLIT_PATTERN, BPETokenizer, split_text
+from lexgpt.tokenizer_export import export_hf, to_tiktoken
 
 from conftest import REAL_LEXICAP, WORDS
 
@@ -195,7 +196,7 @@ def test_hf_export_encodes_identically(tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     texts = real_texts() + [t for k, t in ODD_TEXTS.items() if k != "eot"]  # HF matches specials in text
     ours = BPETokenizer.train(texts, vocab_size=600)
-    ours.export_hf(tmp_path / "tokenizer.json")
+    export_hf(ours, tmp_path / "tokenizer.json")
     hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     assert [e.ids for e in hf.encode_batch(texts)] == ours.encode_batch(texts)
     assert hf.decode(ours.encode(texts[0])) == texts[0]
@@ -203,7 +204,7 @@ def test_hf_export_encodes_identically(tmp_path):
 
 def test_tiktoken_with_our_merges(tok):
     pytest.importorskip("tiktoken")
-    enc = tok.to_tiktoken()
+    enc = to_tiktoken(tok)
     for text in corpus(seed=5):
         assert enc.encode_ordinary(text) == tok.encode(text)
 

@@ -62,6 +62,7 @@ def test_lineage_is_quiet_and_stops_quietly_when_the_reader_left(store, tmp_path
     assert " INFO " not in missing.stderr and "alembic" not in missing.stderr, missing.stderr
 
     from lexgpt import tracking
+    from lexgpt.mlflow_quiet import registration_notes_dropped
 
     tracking.configure(store)
     tracking.client().create_registered_model("lexgpt")
@@ -81,7 +82,7 @@ def test_registration_notes_are_dropped_but_warnings_pass(store, tmp_path, capsy
 
     tracking.configure(store)
     capsys.readouterr()
-    with tracking.registration_notes_dropped():
+    with registration_notes_dropped():
         for _ in range(2):  # first "Successfully registered", then "already exists"
             mlflow.register_model(str(tmp_path), "lexgpt")
         logging.getLogger("mlflow.test").warning("a warning stays")

@@ -355,7 +355,7 @@ def test_checkpoints_by_time_as_well_as_steps(tmp_path):
 
 
 def test_keeps_the_best_val_weights(tmp_path, monkeypatch):
-    import lexgpt.train as train_module
+    import lexgpt.train_loop as train_module
 
     token_chars = write_shards(tmp_path / "data")
     scripted = iter([3.0, 2.0, 2.5, 2.6, 2.7])  # quick evals at steps 5, 10, 15, 20, then the final weights

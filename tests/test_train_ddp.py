@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import lexgpt.train as train_module
-from lexgpt.train import TrainConfig, train
+import lexgpt.train_loop as train_module
+from lexgpt.train import train
 
 from conftest import free_port
 from test_train import model_config, steps, write_shards

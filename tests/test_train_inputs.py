@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import lexgpt.train as train_module
+import lexgpt.train_loop as train_module
 from lexgpt.checkpoint import CheckpointError, load_checkpoint
 from lexgpt.model import PRESETS
 from lexgpt.shards import FORMAT

@@ -11,8 +11,7 @@ from lexgpt.hashing import sha256_file, short
 from pipelines.assets.tokens import bpe_vocab, token_shards
 from pipelines.automation import with_its_asset
 from pipelines.run_defaults import defaults_from_file
-from pipelines.staleness import CONFIG_HASH_KEY, config_hash
-from pipelines.lake import latest_data_version, latest_metadata, latest_tags, write_lineage
+from pipelines.lake import CONFIG_HASH_KEY, config_hash, latest_data_version, latest_metadata, latest_tags, write_lineage
 from pipelines.resources import DataLake
 from pipelines.versioning import code_version
 

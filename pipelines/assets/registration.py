@@ -21,7 +21,7 @@ from pipelines.assets.baseline import ngram_baseline
 from pipelines.assets.data import cleaned_corpus
 from pipelines.assets.tokens import bpe_vocab, token_shards
 from pipelines.assets.training import trained_model, val_bpc_within_bound
-from pipelines.lake import latest_data_version, latest_metadata, latest_tags
+from pipelines.lake import INPUT_VERSION_TAG, failed_blocking_check, latest_data_version, latest_metadata, latest_tags
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.versioning import code_version
 
@@ -39,12 +39,12 @@ def _refuse_failed_weights(context: dg.AssetExecutionContext) -> None:
     """Stop if the latest trained_model failed ``val_bpc_within_bound`` (a run of this asset
     alone, from the UI or automation, never registers what the check rejected)."""
     model_entry = context.instance.get_latest_materialization_event(trained_model.key)
-    record = context.instance.get_latest_asset_check_evaluation_record(val_bpc_within_bound.check_key)
-    if model_entry is None or record is None or record.run_id != model_entry.run_id:
+    if model_entry is None:
         return
-    if record.status.value == "FAILED":
-        why = record.evaluation.description if record.evaluation is not None else "see the Dagster UI"
-        raise BlockingCheckFailed(f"trained_model failed val_bpc_within_bound ({why}); not registered")
+    why = failed_blocking_check(context.instance, val_bpc_within_bound.check_key, model_entry.run_id)
+    if why is not None:
+        raise BlockingCheckFailed(f"trained_model failed val_bpc_within_bound ({why or 'see the Dagster UI'}); "
+                                  "not registered")
 
 
 def _val_texts(lake: DataLake) -> list[str]:
@@ -97,8 +97,9 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
     model = latest_metadata(context.instance, trained_model.key) or {}
     run_id, val_bpc, weights_sha = model["mlflow_run_id"], float(model["val_bpc"]), model["weights_sha256"]
     baseline = lake.read_ngram_result()
-    same_shards = (latest_tags(context.instance, trained_model.key).get(_SHARDS_TAG)
-                   == latest_tags(context.instance, ngram_baseline.key).get(_SHARDS_TAG))
+    shards_tag = INPUT_VERSION_TAG + token_shards.key.to_user_string()  # made from the same shards?
+    same_shards = (latest_tags(context.instance, trained_model.key).get(shards_tag)
+                   == latest_tags(context.instance, ngram_baseline.key).get(shards_tag))
     val_texts = _val_texts(lake)
     val_text_sha = sha256_json(val_texts)[:16]
     lineage = {k: latest_data_version(context.instance, a.key) for k, a in _INPUTS.items()}
@@ -108,7 +109,7 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
 
     experiment_id = mlflow.setup()
     name = mlflow.registered_model
-    run_artifacts.log_training_run(history=lake.read_json(lake.model_history_file()), tags=lineage,
+    run_artifacts.log_training_run(history=lake.read_model_history(), tags=lineage,
                                    tokenizer_path=lake.tokenizer_file(), run_id=run_id, log_metrics=False)
     tracking.client().log_dict(run_id, {"rules_sha256": rules.get("rules_sha256"), "rules": rules.get("rules")},
                                f"{run_artifacts.RULES_ARTIFACT_DIR}/rules_used_by_the_corpus.json")
@@ -145,7 +146,7 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
             "ngram_margin_bpc": round(float(baseline["val_bpc"]) - val_bpc, 4),  # > 0: beats counting
             "ngram_comparable": same_shards,
             **{k: v for k, v in previous.items() if v is not None},
-            "mlflow_run": dg.MetadataValue.url(f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"),
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id, experiment_id)),
             "mlflow_run_id": run_id,
             "loss_curve": dg.MetadataValue.md(plot_md),
             **lake.files_metadata("registered_model"),
@@ -153,5 +154,3 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
         data_version=dg.DataVersion(short(sha256_json(record))),
     )
 
-
-_SHARDS_TAG = f"dagster/input_data_version/{token_shards.key.to_user_string()}"

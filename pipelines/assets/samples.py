@@ -13,10 +13,9 @@ from lexgpt import atomic, packaging, run_artifacts
 from lexgpt.generation_params import GenerationParams, seed_for
 from lexgpt.hashing import sha256_json, short
 from pipelines.assets.registration import registered_model
-from pipelines.lake import latest_metadata
+from pipelines.lake import CONFIG_HASH_KEY, config_hash, latest_metadata
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.run_defaults import defaults_from_file
-from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.versioning import code_version
 
 GROUP = "model"

@@ -7,12 +7,12 @@ import dagster as dg
 
 from lexgpt import shards
 from lexgpt.bpe import BPETokenizer
+from lexgpt.tokenizer_export import export_hf
 from lexgpt.hashing import sha256_file, sha256_json, short
 from pipelines.assets.data import cleaned_corpus
-from pipelines.lake import latest_data_version, table, write_lineage
+from pipelines.lake import CONFIG_HASH_KEY, config_hash, latest_data_version, table, write_lineage
 from pipelines.resources import DataLake
 from pipelines.run_defaults import defaults_from_file
-from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.versioning import code_version
 
 GROUP = "tokens"
@@ -41,7 +41,7 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
     train_seconds = time.perf_counter() - started
     out = lake.tokenizer_file()
     tokenizer.save(out)
-    tokenizer.export_hf(lake.hf_tokenizer_file())
+    export_hf(tokenizer, lake.hf_tokenizer_file())
     digest = sha256_file(out)
     held_out = [texts[i] for i in val_ids]
     n_tokens = sum(len(ids) for ids in tokenizer.encode_batch(held_out))

@@ -22,10 +22,9 @@ import dagster as dg
 from lexgpt import atomic, tracking
 from lexgpt.hashing import sha256_bytes, sha256_file, sha256_json, short
 from pipelines.assets.tokens import bpe_vocab, token_shards
-from pipelines.lake import latest_data_version, latest_metadata, write_lineage
+from pipelines.lake import CONFIG_HASH_KEY, config_hash, latest_data_version, latest_metadata, write_lineage
 from pipelines.resources import DataLake, MlflowTracking, TrainingLauncher
 from pipelines.run_defaults import defaults_from_file
-from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 from pipelines.training_process import LAUNCHER_PID_ENV
 from pipelines.versioning import code_version
 
@@ -70,7 +69,7 @@ def training_plan(config: TrainingConfig, vocab_size: int, cuda: bool):
     """``(preset, GPTConfig, TrainConfig)`` for a run config: the library's recipe for the
     preset, then the fields the config sets."""
     from lexgpt.model import GPTConfig
-    from lexgpt.train import TrainConfig
+    from lexgpt.train_config import TrainConfig
 
     preset = config.preset
     if preset == "auto":
@@ -82,14 +81,10 @@ def training_plan(config: TrainingConfig, vocab_size: int, cuda: bool):
     return preset, model_cfg, TrainConfig.for_preset(preset, **train_overrides)
 
 
-def _mlflow_run_url(run_id: str, experiment_id: str) -> str:
-    return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 @dg.asset(
     group_name=GROUP,
     deps=[token_shards, bpe_vocab],
-    code_version=code_version("lexgpt.model", "lexgpt.train", "lexgpt.train_config", "lexgpt.optim",
+    code_version=code_version("lexgpt.model", "lexgpt.train_loop", "lexgpt.train_config", "lexgpt.optim",
                               "lexgpt.loss_eval", "lexgpt.dataloader", "lexgpt.checkpoint", "lexgpt.device",
                               "pipelines.assets.training", "pipelines.training_process"),
     description="A GPT trained from scratch on the token shards (cpu-small on CPU, gpu-small "
@@ -159,7 +154,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "tokens_per_s": round(reported["tokens_per_s"]),
             **({"mfu": round(reported["mfu"], 4)} if reported.get("mfu") is not None else {}),
             "max_val_bpc": config.max_val_bpc,  # the bound val_bpc_within_bound checks
-            "mlflow_run": dg.MetadataValue.url(_mlflow_run_url(run_id, experiment_id)),
+            "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id, experiment_id)),
             "mlflow_run_id": run_id,
             "weights_sha256": weights_sha,
             "weights": dg.MetadataValue.path(str(weights)),
