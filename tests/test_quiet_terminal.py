@@ -62,7 +62,6 @@ def test_lineage_is_quiet_and_stops_quietly_when_the_reader_left(store, tmp_path
     assert " INFO " not in missing.stderr and "alembic" not in missing.stderr, missing.stderr
 
     from lexgpt import tracking
-    from lexgpt.mlflow_quiet import registration_notes_dropped
 
     tracking.configure(store)
     tracking.client().create_registered_model("lexgpt")
@@ -79,6 +78,7 @@ def test_registration_notes_are_dropped_but_warnings_pass(store, tmp_path, capsy
     import mlflow
 
     from lexgpt import tracking
+    from lexgpt.mlflow_quiet import registration_notes_dropped
 
     tracking.configure(store)
     capsys.readouterr()
