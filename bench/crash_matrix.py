@@ -13,8 +13,8 @@ SIGKILLs itself at the point (hooks patched in here, none in the product code). 
    being written fresh, and leave no Dagster run STARTED and no MLflow run RUNNING;
 2. ``lexgpt refresh`` must succeed, after which every asset is fresh, every file matches its
    record, no temp file is left, the corpus has the new episode and rule, and the model
-   version trained_model names is tagged with the current corpus and shards versions and
-   holds the alias trained_model recorded.
+   version registered_model names is tagged with the current corpus and shards versions and
+   holds the alias registered_model recorded.
 
 Results go to stdout as a markdown table (BENCHMARKS.md, "Reliability") and to --json.
 """
@@ -47,8 +47,8 @@ POINTS = {
        for f, a in ARTIFACTS.items()},
     "mid_training": ("trained_model", "killed 1 s into training"),
     "mid_mlflow_logging": ("trained_model", "killed while logging the training history to MLflow"),
-    "mid_model_logging": ("trained_model", "killed inside mlflow.pyfunc.log_model (run RUNNING)"),
-    "between_register_and_alias": ("trained_model", "killed after the version is registered, before its alias"),
+    "mid_model_logging": ("registered_model", "killed inside mlflow.pyfunc.log_model"),
+    "between_register_and_alias": ("registered_model", "killed after the version is registered, before its alias"),
     "ctrl_c_mid_training": ("trained_model", "SIGINT (Ctrl-C) 1 s into training"),
 }
 TINY = """\
@@ -159,7 +159,7 @@ def dagster_view(home: Path) -> dict:
 
     out = {"disk_differs": [], "started_runs": 0, "versions": {}, "metadata": {}}
     with dg.DagsterInstance.from_config(str(home / ".dagster")) as instance:
-        for name in ARTIFACTS.values():
+        for name in [*ARTIFACTS.values(), "registered_model"]:  # registered_model writes no lake file
             key = dg.AssetKey(name)
             entry = instance.get_latest_materialization_event(key)
             if entry is None:
@@ -262,24 +262,24 @@ def check_point(point: str, work: Path, baseline: Path, vtt: Path) -> dict:
 
 
 def _check_model(view: dict, ml: dict) -> list[str]:
-    """The version trained_model names is labelled with today's inputs and holds its alias."""
+    """The version registered_model names is labelled with today's inputs and holds its alias."""
     problems = []
-    meta = view["metadata"].get("trained_model", {})
+    meta = view["metadata"].get("registered_model", {})
     named = meta.get("model_version", "")  # "lexgpt v3 (champion)"
     try:
         version, alias = named.split()[1][1:], named.split("(")[1].rstrip(")")
     except IndexError:
-        return [f"trained_model metadata names no model version: {named!r}"]
+        return [f"registered_model metadata names no model version: {named!r}"]
     mv = ml["versions"].get(version)
     if mv is None:
-        return [f"model version {version} named by trained_model is not registered"]
+        return [f"model version {version} named by registered_model is not registered"]
     if mv.tags.get("lexgpt.corpus_version") != view["versions"].get("cleaned_corpus"):
         problems.append(f"v{version} corpus tag {mv.tags.get('lexgpt.corpus_version')} != corpus "
                         f"{view['versions'].get('cleaned_corpus')}")
     if mv.tags.get("lexgpt.shards_version") != view["versions"].get("token_shards"):
         problems.append(f"v{version} shards tag differs from the recorded token_shards version")
     if ml["aliases"].get(alias) != version:
-        problems.append(f"alias {alias} -> {ml['aliases'].get(alias)}, trained_model says v{version}")
+        problems.append(f"alias {alias} -> {ml['aliases'].get(alias)}, registered_model says v{version}")
     if ml["client"].get_run(meta.get("mlflow_run_id")).info.status != "FINISHED":
         problems.append("the model's MLflow run is not FINISHED")
     if ml["running_runs"]:

@@ -41,7 +41,7 @@ from lexgpt.atomic import write_text
 from lexgpt.bpe_merges import learn_merges
 from lexgpt.hashing import sha256_bytes
 from lexgpt.tokenizer_file import FORMAT_VERSION, TokenizerFileError, read_tokenizer_file
-from lexgpt.workers import reset_signals
+from lexgpt.workers import fork_pool
 
 GPT4_SPLIT_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
@@ -146,8 +146,8 @@ def _pool_map(fn, texts: Sequence[str], workers: int, tok: BPETokenizer | None =
     global _WORKER_TEXTS, _WORKER_TOK
     _WORKER_TEXTS, _WORKER_TOK = texts, tok
     try:
-        # reset_signals: a forked worker must not run the parent's (Dagster's) handlers.
-        with multiprocessing.get_context("fork").Pool(workers, initializer=reset_signals) as pool:
+        # A forked worker must not run the parent's (Dagster's) handlers: lexgpt.workers.
+        with fork_pool(workers) as pool:
             return pool.map(fn, _ranges(texts, 2 * workers), chunksize=1)
     finally:
         _WORKER_TEXTS, _WORKER_TOK = (), None

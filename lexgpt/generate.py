@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import torch
 from torch.nn import functional as F
@@ -243,20 +243,24 @@ def stream_text(
     params: GenerationParams | None = None,
     *,
     time_limit_s: float | None = None,
-) -> Iterator[str]:
+) -> Generator[str, None, str]:
     """Yield the continuation of ``prompt`` (not the prompt itself) as text pieces, as
     soon as they decode to whole characters. Stops at ``<|endoftext|>``, after
     ``params.max_new_tokens`` tokens, or once ``time_limit_s`` has passed (a server sets
     it so an abandoned request stops using the CPU). ``params`` default to
     :class:`GenerationParams`' defaults, built at the call (they read
     ``LEXGPT_MAX_NEW_TOKENS``, which must not fail the import). ``params.seed`` seeds the
-    sampler as is: callers that sample per prompt pass :func:`seed_for` of it."""
+    sampler as is: callers that sample per prompt pass :func:`seed_for` of it.
+
+    The generator's return value says why it stopped, as OpenAI's ``finish_reason``:
+    ``"stop"`` at ``<|endoftext|>``, ``"length"`` at the token or time limit."""
     params = params if params is not None else GenerationParams()
     ids = prompt_ids(tokenizer, prompt, params)
     if params.max_new_tokens == 0 or (time_limit_s is not None and time_limit_s <= 0):
-        return
+        return "length"
     deadline = time.monotonic() + time_limit_s if time_limit_s is not None else None
     pending: list[int] = []
+    count, reason = 0, "stop"
     with generation_threads(model):
         tokens = generate(
             model, ids, params.max_new_tokens, temperature=params.temperature,
@@ -264,6 +268,7 @@ def stream_text(
             eos_id=tokenizer.eot_id, seed=params.seed,
         )  # fmt: skip
         for token in tokens:
+            count += 1
             pending.append(token)
             text = tokenizer.decode(pending)
             # A token can end inside a multi-byte character: wait for the rest (at most
@@ -272,10 +277,12 @@ def stream_text(
                 yield text
                 pending.clear()
             if deadline is not None and time.monotonic() > deadline:
+                reason = "length"
                 break
         tokens.close()
     if pending:
         yield tokenizer.decode(pending)
+    return "length" if count >= params.max_new_tokens else reason
 
 
 def complete(model: GPT, tokenizer, prompt: str, params: GenerationParams | None = None,

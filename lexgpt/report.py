@@ -7,11 +7,12 @@ sums it up:
 >>> print("\\n".join(verdict_lines(
 ...     times=[("token_shards", 3.2), ("trained_model", 181.0)],
 ...     new=("3", 1.74), alias="champion", champion=("2", 1.80), baseline_bpc=2.31,
-...     samples=[("Is there free will?", "I think that the universe is a computer.")])))
+...     samples=[("Is there free will?", "I think that the universe is a computer.")],
+...     train_minutes=2.5, budget_minutes=2.5)))
 <BLANKLINE>
 verdict
   token_shards         3.2 s
-  trained_model      181.0 s
+  trained_model      181.0 s  (training loop 150 s of a 2.5-minute budget)
   new model         lexgpt v3: 1.7400 val bits/char -> champion
   previous champion lexgpt v2: 1.8000 val bits/char
   n-gram baseline   2.3100 val bits/char (the model beats it by 0.5700)
@@ -43,13 +44,20 @@ def verdict_lines(
     model_name: str = "lexgpt",
     sample_chars: int = 160,
     train_minutes: float | None = None,
+    budget_minutes: float | None = None,
 ) -> list[str]:
     """The refresh's closing summary: per-asset seconds, the new model's val bits/char and
     the alias it got, the champion it was compared with (omitted when the new model is
     the first), the n-gram baseline (omitted when unknown) and a few sample lines."""
     width = max([len(name) for name, _ in times] + [len("previous champion")])
     lines = ["", "verdict"]
-    lines += [f"  {name:<{width}} {seconds:6.1f} s" for name, seconds in times]
+    for name, seconds in times:
+        line = f"  {name:<{width}} {seconds:6.1f} s"
+        if name == "trained_model" and train_minutes is not None and budget_minutes:
+            # What the budget covers, beside what the asset took: the rest is launching,
+            # scoring every val token and copying the weights.
+            line += f"  (training loop {train_minutes * 60:.0f} s of a {budget_minutes:g}-minute budget)"
+        lines.append(line)
     if new is not None:
         got = f" -> {alias}" if alias else ""
         lines.append(f"  {'new model':<{width}} {model_name} v{new[0]}: {new[1]:.4f} val bits/char{got}")

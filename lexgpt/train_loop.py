@@ -8,7 +8,7 @@ through memory maps. :func:`train` reads top to bottom: ``_setup`` picks device 
 precision, builds the model and optimizers and resumes from ``out/checkpoint.pt`` if there
 is one; the loop then runs ``_train_step`` until the step or time budget is spent,
 evaluating on an evenly spread part of val every ``eval_every`` steps (keeping the best
-weights) and checkpointing every ``checkpoint_every`` steps or ``checkpoint_minutes``,
+weights if ``keep_best``) and checkpointing every ``checkpoint_every`` steps or ``checkpoint_minutes``,
 whichever comes first; ``_finish`` scores the kept weights on the **whole** val split:
 that is the reported number. The command line is :mod:`lexgpt.train`.
 
@@ -47,6 +47,10 @@ from lexgpt.model import GPT, GPTConfig
 from lexgpt.optim import build_optimizers, lr_multiplier
 from lexgpt.train_config import TrainConfig
 
+# Besides every eval_every steps, an in-training eval where a quarter of the budget ended
+# without one, so a short run shows its val curve too (3 lines; the final score is the 4th).
+PROGRESS_EVALS = 4
+
 
 @dataclass
 class TrainResult:
@@ -78,11 +82,14 @@ def train(
     train_config.validate()  # again: a dataclass can be changed after it was built
     run = _setup(model_config, train_config, Path(data_dir), Path(out_dir), token_chars, on_metrics)
     cfg = run.cfg
-    # Redraw often on a terminal; in a log file (CI, Dagster) a line every 30 s is plenty.
-    bar = tqdm(total=cfg.max_steps or None, initial=run.step, disable=not (progress and run.master),
-               unit="step", mininterval=0.1 if sys.stderr.isatty() else 30.0)  # fmt: skip
+    # The bar is the budget (steps or time, whichever runs out first) in percent, with the
+    # time left. Redraw often on a terminal; in a log file (CI, Dagster) every 30 s is plenty.
+    bar = tqdm(total=100, initial=round(100 * run.progress(run.elapsed_before), 1), unit="%",
+               bar_format="{l_bar}{bar}| {elapsed}<{remaining} left{postfix}",
+               disable=not (progress and run.master), mininterval=0.1 if sys.stderr.isatty() else 30.0)  # fmt: skip
     with bar, stop_on_interrupt() as stop:  # Ctrl-C stops between two steps (lexgpt.interrupts)
         run.start_clocks()
+        run.eval_mark = int(run.progress(run.elapsed_before) * PROGRESS_EVALS)
         while True:
             elapsed, checkpoint_due, interrupted = _decide(run, stop)
             done = run.progress(elapsed)
@@ -94,11 +101,11 @@ def train(
                 raise KeyboardInterrupt
             mult = lr_multiplier(done, run.step, cfg.warmup_steps, cfg.warmdown, cfg.min_lr_frac)
             loss_sum, grad_norm = _train_step(run, mult)
-            bar.update(1)
+            bar.update(round(100 * run.progress(elapsed), 1) - bar.n)
             metrics = {}
             if run.step % cfg.log_every == 0:
                 metrics = _train_metrics(run, loss_sum, grad_norm, mult, bar)
-            if run.step % cfg.eval_every == 0:
+            if _eval_due(run, done):
                 metrics.update(_eval_in_training(run, elapsed, metrics.get("train_loss", float(loss_sum)), bar))
             if metrics and run.master:
                 run.emit(metrics)
@@ -140,6 +147,8 @@ class _Run:
     tokens_timed: int = 0  # training throughput, evals and checkpoints excluded
     seconds_timed: float = 0.0
     tok_s: float = 0.0
+    eval_mark: int = 0  # the quarter of the budget the run is in
+    evaluated_in_quarter: bool = False  # an eval_every eval happened in it
 
     @property
     def master(self) -> bool:
@@ -237,6 +246,19 @@ def _resume(run: _Run) -> None:
         torch.manual_seed(run.cfg.seed + 1000 * run.step + run.rank)
 
 
+def _eval_due(run: _Run, done: float) -> bool:
+    """Every ``eval_every`` steps, and where a quarter of the budget ended without such an
+    eval, so a run of any length shows how val goes. ``done`` is shared by all ranks
+    (``_decide``), so they agree."""
+    regular = run.step % run.cfg.eval_every == 0
+    crossed = int(done * PROGRESS_EVALS) > run.eval_mark
+    due = regular or (crossed and not run.evaluated_in_quarter)
+    if crossed:
+        run.eval_mark, run.evaluated_in_quarter = int(done * PROGRESS_EVALS), False
+    run.evaluated_in_quarter = run.evaluated_in_quarter or regular
+    return due
+
+
 def _decide(run: _Run, stop: StopRequest) -> tuple[float, bool, bool]:
     """(training seconds so far, checkpoint now?, Ctrl-C?), the same on every rank.
 
@@ -295,7 +317,7 @@ def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, m
                    tokens_per_s=run.tok_s, tokens_seen=float(run.step * run.tokens_per_step))  # fmt: skip
     if run.peak:
         metrics["mfu"] = run.tok_s * run.flops_per_token / (run.peak * run.world)
-    bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{run.tok_s:,.0f}", refresh=sys.stderr.isatty())
+    bar.set_postfix(step=run.step, loss=f"{train_loss:.3f}", tok_s=f"{run.tok_s:,.0f}", refresh=sys.stderr.isatty())
     return metrics
 
 

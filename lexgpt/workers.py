@@ -15,10 +15,35 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import signal
+from collections.abc import Iterator
+
+_QUIET = {signal.SIGINT, signal.SIGTERM}
 
 
 def reset_signals() -> None:
-    """Pool initializer: SIGINT and SIGTERM back to the OS default (terminate)."""
+    """Pool initializer: SIGINT and SIGTERM back to the OS default (terminate), then let
+    through any that arrived while the worker started (see :func:`fork_pool`)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _QUIET)
+
+
+@contextlib.contextmanager
+def fork_pool(processes: int) -> Iterator:
+    """A fork ``multiprocessing.Pool`` whose workers never run the parent's handlers.
+
+    The initializer alone leaves a window: a worker still starting when the pool ends gets
+    SIGTERM with the parent's handler in place (seen under load). So the signals are
+    blocked while the workers are forked; a worker inherits the block, and its initializer
+    resets the handlers before it unblocks them. The parent's block lasts only the forks.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET)
+    try:
+        pool = multiprocessing.get_context("fork").Pool(processes, initializer=reset_signals)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    with pool:
+        yield pool

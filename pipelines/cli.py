@@ -7,6 +7,7 @@
     lexgpt chat                     # ask it questions (Ctrl-D leaves)
     lexgpt compare A B              # two model versions, side by side
     lexgpt serve [MODEL_URI]        # HTTP scoring server on 127.0.0.1:5001
+    lexgpt serve --openai           # the OpenAI API (/v1/chat/completions) on 127.0.0.1:5001
     lexgpt lineage models:/lexgpt@champion
     lexgpt promote 3                # move the champion alias (promote or roll back)
     lexgpt ui | lexgpt mlflow-ui    # the Dagster and MLflow web UIs on 127.0.0.1
@@ -216,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="YAML/JSON file: asset name -> run config overrides")
         p.add_argument("--only", nargs="+", metavar="ASSET", help="limit the walk to these assets")
         p.add_argument("--minutes", type=float, metavar="N",
-                       help="training budget in minutes (trained_model's max_minutes; wins over --config); "
-                            "at least 1: a shorter budget is spent compiling")
+                       help="training budget in minutes (trained_model's max_minutes; wins over --config): "
+                            "the training loop's wall clock, compiling and in-training evals included; "
+                            "scoring all of val, registering and sampling come after it (the verdict shows "
+                            "both); at least 1: a shorter budget is spent compiling. With preset auto the "
+                            "model is sized to it")
         p.add_argument("--json", action="store_true", help="end with a JSON line: executed, skipped")
         p.set_defaults(func=cmd_refresh)
 

@@ -208,11 +208,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """MLflow's scoring server over a checked copy of the model's files (hashes from the
     registry), with an MLmodel written by the installed lexgpt: nothing from the artifact
-    store is imported."""
+    store is imported. ``--openai``: :mod:`lexgpt.openai_api` over the same checked files."""
     import subprocess
     import tempfile
 
     from lexgpt import packaging, tracking
+
+    if args.openai:
+        from lexgpt import openai_api
+
+        if args.workers != 1:
+            return _fail("serve", "--openai runs one process (generation takes the CPU); leave --workers out")
+        model, tokenizer = _load(args.model)
+        print(f"serving {args.model} as an OpenAI API on http://127.0.0.1:{args.port}/v1 "
+              f"(model name {args.model!r} or 'lexgpt'; Ctrl-C stops)", flush=True)
+        try:
+            openai_api.serve(openai_api.Engine(model, tokenizer, args.model, args.timeout), args.port)
+        except KeyboardInterrupt:
+            return 130
+        return 0
 
     uri = tracking.configure()  # also re-points a moved home (lexgpt.moved_home)
     bin_dir = str(Path(sys.executable).parent)
@@ -323,6 +337,9 @@ def add_model_commands(sub) -> None:
     p.add_argument("--port", type=int, default=5001)
     p.add_argument("--workers", type=int, default=1, help="server processes (each holds the model)")
     p.add_argument("--timeout", type=int, default=60, help="seconds per request; generation stops then")
+    p.add_argument("--openai", action="store_true",
+                   help="serve the OpenAI API instead (/v1/chat/completions, /v1/completions, streaming) "
+                        "for any OpenAI client: base_url http://127.0.0.1:PORT/v1")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("lineage", help="data versions, rules hash and commit behind a model")

@@ -224,6 +224,10 @@ class TrainingLauncher(dg.ConfigurableResource):
         return cls(nproc_per_node=number("LEXGPT_NPROC_PER_NODE"), nnodes=number("LEXGPT_NNODES") or 1,
                    rdzv_endpoint=os.environ.get("LEXGPT_RDZV_ENDPOINT") or None)
 
+    def world_size(self, cuda_devices: int) -> int:
+        """Ranks in all: ``nproc_per_node`` (default: one per visible GPU, else 1) x ``nnodes``."""
+        return (self.nproc_per_node or max(cuda_devices, 1)) * self.nnodes
+
     def command(self, plan_file: str | Path, cuda_devices: int) -> list[str]:
         nproc = self.nproc_per_node or max(cuda_devices, 1)
         if nproc < 1 or self.nnodes < 1:

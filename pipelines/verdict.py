@@ -65,4 +65,5 @@ def verdict(instance, executed: list[str]) -> list[str]:
     return verdict_lines(times=times, new=(str(version), float(bpc)) if version and bpc is not None else None,
                          alias=alias, champion=champion,
                          baseline_bpc=float(baseline) if isinstance(baseline, (int, float)) else None,
-                         samples=samples, train_minutes=trained.get("train_minutes"))
+                         samples=samples, train_minutes=trained.get("train_minutes"),
+                         budget_minutes=trained.get("budget_minutes"))

@@ -117,6 +117,10 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert meta["previous_champion_version"] == "1"
     assert meta["previous_champion_val_bpc_on_this_val"] != meta["previous_champion_val_bpc"]
     assert "ngram_val_bpc" in meta and _model_metadata(lexgpt_home, "trained_model")["val_fraction"] == 1.0
+    # The lineage next to the weights names its score and its inputs, as the metadata does.
+    model_lineage = json.loads((lake / "trained_model" / "lineage.json").read_text())
+    assert model_lineage["val_bpc"] == _model_metadata(lexgpt_home, "trained_model")["val_bpc"]
+    assert model_lineage["shards_version"] and model_lineage["weights_sha256"]
 
     # The model the refresh registered is usable from the command line, with its lineage.
     lineage = lexgpt_cli("lineage", "models:/lexgpt@champion").stdout

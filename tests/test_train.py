@@ -66,7 +66,8 @@ def test_presets_have_recipes():
     assert TrainConfig.for_preset("cpu-small") == TrainConfig()
     assert TrainConfig.for_preset("cpu-tiny") == TrainConfig()  # the old name
     gpu = TrainConfig.for_preset("gpu-small", matrix_lr=0.01)
-    assert gpu.preset == "gpu-small" and gpu.matrix_lr == 0.01 and gpu.weight_decay > 0 and gpu.keep_best
+    assert gpu.preset == "gpu-small" and gpu.matrix_lr == 0.01 and gpu.weight_decay > 0
+    assert not TrainConfig().keep_best  # selecting on the reported split would flatter it
     assert TrainConfig().max_minutes <= 8  # make run's budget on a CPU
 
 
@@ -176,9 +177,11 @@ def test_learns_and_reports_metrics(tmp_path):
     calls = []
     res = train(model_config(), tc, tmp_path / "data", tmp_path / "o", token_chars,
                 on_metrics=lambda s, m: calls.append((s, m)), progress=False)  # fmt: skip
-    assert [s for s, _ in calls] == [10, 20, 30, 40, 50, 60, 60]  # the last: the full-val score
+    # Logs every 10; evals at 30 (eval_every), 16 and 46 (quarters of the budget that had
+    # none), and the last row: the full-val score.
+    assert [s for s, _ in calls] == [10, 16, 20, 30, 40, 46, 50, 60, 60]
     assert {"train_loss", "lr_multiplier", "grad_norm", "tokens_per_s", "tokens_seen"} <= set(calls[0][1])
-    assert {"val_loss", "val_bpc"} <= set(calls[2][1])
+    assert {"val_loss", "val_bpc"} <= set(calls[3][1]) and set(calls[1][1]) == {"val_loss", "val_bpc"}
     assert calls[-1][1]["val_fraction"] == 1.0 and calls[-1][1]["val_bpc"] == res.val_bpc
     assert res.val_loss < math.log(VOCAB) - 0.5
     assert (tmp_path / "o" / "checkpoint.pt").exists()  # the final state is always saved
@@ -258,9 +261,10 @@ def test_progress_bar_in_a_log_file_redraws_sparsely(tmp_path, capsys):
     t0 = time.monotonic()
     train(model_config(), tc, tmp_path / "data", tmp_path / "o", token_chars, progress=True)
     err = capsys.readouterr().err
-    redraws = err.count("step/s") + err.count("s/step")
-    # Start, end, and one per 30 s at most (a loaded CI box may take that long).
-    assert 1 <= redraws <= 3 + (time.monotonic() - t0) // 30, err
+    redraws = err.count("%|")
+    # Start, end, one after each eval line (3: one per quarter of the budget), and one per
+    # 30 s at most (a loaded CI box may take that long).
+    assert 1 <= redraws <= 3 + err.count("bits/char (") + (time.monotonic() - t0) // 30, err
 
 
 def test_cli(tmp_path, capsys):
@@ -368,8 +372,8 @@ def test_keeps_the_best_val_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "evaluate", fake)
     # warmdown=0: the lr does not depend on max_steps, so a 10-step run is the first 10 steps of this one.
     base = dict(batch_size=4, log_every=5, eval_every=5, warmup_steps=1, warmdown=0.0, checkpoint_every=1000)
-    res = train(model_config(), steps(max_steps=20, **base), tmp_path / "data", tmp_path / "o", token_chars,
-                progress=False)  # fmt: skip
+    res = train(model_config(), steps(max_steps=20, keep_best=True, **base), tmp_path / "data", tmp_path / "o",
+                token_chars, progress=False)  # fmt: skip
     assert res.best_step == 10 and res.steps == 20
     monkeypatch.setattr(train_module, "evaluate", real)
     ten = train(model_config(), steps(max_steps=10, keep_best=False, **base), tmp_path / "data",
@@ -407,3 +411,23 @@ def test_score_texts_equals_evaluating_the_shard(tmp_path):
             p.add_(torch.randn_like(p) * 0.1)
     direct = evaluate(model, tmp_path / "val.bin", 16, 4, tok.token_char_counts())
     assert score_texts(model, tok, [texts[2]])["val_bpc"] == pytest.approx(direct["val_bpc"], rel=1e-6)
+
+
+def test_a_short_run_still_shows_its_val_curve(tmp_path, capsys):
+    # eval_every far past the run: each quarter of the budget without an eval ends with one,
+    # so a 1-minute run (or 40 steps) prints val lines before the final score.
+    token_chars = write_shards(tmp_path / "data")
+    seen = []
+    tc = steps(max_steps=40, batch_size=2, eval_every=10_000, checkpoint_every=10_000)
+    train(model_config(), tc, tmp_path / "data", tmp_path / "o", token_chars, progress=True,
+          on_metrics=lambda step, m: seen.append(step) if "val_bpc" in m else None)
+    assert seen[:3] == [11, 21, 31] and len(seen) == 4, seen  # 3 quarter marks, then the final score
+    err = capsys.readouterr().err
+    assert err.count("bits/char (") == 3 and "steps left" in err
+    assert "%|" in err and "left" in err  # the bar: share of the budget and the time left
+    # With eval_every inside the run, a quarter that had its eval gets no extra one.
+    seen.clear()
+    tc = steps(max_steps=30, batch_size=2, eval_every=15, checkpoint_every=10_000)
+    train(model_config(), tc, tmp_path / "data", tmp_path / "o2", token_chars, progress=False,
+          on_metrics=lambda step, m: seen.append(step) if "val_bpc" in m else None)
+    assert seen == [9, 15, 24, 30, 30], seen  # 30: the last eval_every eval, then the final score

@@ -112,7 +112,8 @@ def test_a_finished_run_given_more_steps_continues_from_its_last_weights(tmp_pat
 
     monkeypatch.setattr(train_module, "evaluate", fake)
     # warmdown=0: the lr does not depend on max_steps, so 3 steps are the first 3 of 6.
-    base = dict(batch_size=4, log_every=1, eval_every=2, warmup_steps=1, warmdown=0.0, checkpoint_every=1000)
+    base = dict(batch_size=4, log_every=1, eval_every=2, warmup_steps=1, warmdown=0.0, checkpoint_every=1000,
+                keep_best=True)
     full = train(model_config(), steps(max_steps=6, **base), tmp_path / "data", tmp_path / "full", token_chars,
                  progress=False)  # fmt: skip
     short = train(model_config(), steps(max_steps=3, **base), tmp_path / "data", tmp_path / "more", token_chars,

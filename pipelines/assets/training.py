@@ -39,7 +39,7 @@ class TrainingConfig(dg.Config):
     ``registered_model`` stale.
     """
 
-    preset: str = "auto"  # auto: gpu-small with CUDA, cpu-small without
+    preset: str = "auto"  # auto: sized to the budget and this machine (lexgpt.sizing); or a preset name
     max_steps: int | None = None
     max_minutes: float | None = None  # the time budget (cpu-small: 8 minutes)
     batch_size: int | None = None  # sequences per micro-step and rank
@@ -65,26 +65,44 @@ class TrainingConfig(dg.Config):
 _MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
 
-def training_plan(config: TrainingConfig, vocab_size: int, cuda: bool):
+def training_plan(config: TrainingConfig, vocab_size: int, cuda: bool, sized=None):
     """``(preset, GPTConfig, TrainConfig)`` for a run config: the library's recipe for the
-    preset, then the fields the config sets."""
+    preset (for ``auto``, the ``sized`` plan's shape on its size class's recipe), then the
+    fields the config sets."""
     from lexgpt.model import GPTConfig
     from lexgpt.train_config import TrainConfig
 
-    preset = config.preset
+    preset, sized_model, sized_train = config.preset, {}, {}
     if preset == "auto":
-        preset = "gpu-small" if cuda else "cpu-small"
+        if sized is None:
+            raise ValueError("preset auto needs a sized plan (lexgpt.sizing.size_for_budget)")
+        preset, sized_model = sized.recipe, sized.model_fields()
+        sized_train = {"batch_size": sized.batch_size, "max_steps": sized.max_steps}
     model_overrides = {k: getattr(config, k) for k in _MODEL_FIELDS if getattr(config, k) is not None}
-    model_cfg = GPTConfig.from_preset(preset, vocab_size, **model_overrides)
+    model_cfg = GPTConfig.from_preset(preset, vocab_size, **{**sized_model, **model_overrides})
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
     train_overrides = {k: v for k, v in config.model_dump().items() if k in train_fields and v is not None}
-    return preset, model_cfg, TrainConfig.for_preset(preset, **train_overrides)
+    return preset, model_cfg, TrainConfig.for_preset(preset, **{**sized_train, **train_overrides})
+
+
+def size_to_budget(config: TrainingConfig, train_tokens: int, vocab_size: int, ranks: int):
+    """For ``preset: auto``: the shape this machine trains best in the budget, from its
+    measured FLOP/s (probed once per machine, cached under ``LEXGPT_CACHE``)."""
+    from lexgpt import paths, sizing
+    from lexgpt.device import pick_device
+    from lexgpt.train_config import TrainConfig
+
+    device = pick_device("auto")
+    base = "gpu-small" if device.type == "cuda" else "cpu-small"
+    minutes = config.max_minutes or TrainConfig.for_preset(base).max_minutes
+    flops, _ = sizing.cached_flops_per_s(device, paths.cache_dir() / "throughput.json", config.dtype or "auto")
+    return sizing.size_for_budget(flops * ranks, minutes * 60, train_tokens, vocab_size)
 
 
 @dg.asset(
     group_name=GROUP,
     deps=[token_shards, bpe_vocab],
-    code_version=code_version("lexgpt.model", "lexgpt.train_loop", "lexgpt.train_config", "lexgpt.optim",
+    code_version=code_version("lexgpt.model", "lexgpt.sizing", "lexgpt.train_loop", "lexgpt.train_config", "lexgpt.optim",
                               "lexgpt.loss_eval", "lexgpt.dataloader", "lexgpt.checkpoint", "lexgpt.device",
                               "pipelines.assets.training", "pipelines.training_process"),
     description="A GPT trained from scratch on the token shards (cpu-small on CPU, gpu-small "
@@ -103,8 +121,16 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
 
     tokenizer = lake.load_tokenizer()
     # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
-    shards.validate_shards(lake.shards_dir(), tokenizer.vocab_size)
-    preset, model_cfg, train_cfg = training_plan(config, tokenizer.vocab_size, torch.cuda.is_available())
+    manifest = shards.validate_shards(lake.shards_dir(), tokenizer.vocab_size)
+    sized = None
+    if config.preset == "auto":
+        # Ranks add FLOP/s on GPUs; CPU ranks on one machine share its cores.
+        ranks = trainer.world_size(torch.cuda.device_count()) if torch.cuda.is_available() else 1
+        sized = size_to_budget(config, manifest["splits"]["train"]["tokens"], tokenizer.vocab_size, ranks)
+        context.log.info(f"preset auto: {sized.n_layer} x {sized.n_embd} ({sized.params:,} params) on the "
+                         f"{sized.recipe} recipe, ~{sized.tokens:,} tokens ({sized.tokens_per_param} per param, "
+                         f"{sized.epochs} epochs) at {sized.flops_per_s / 1e9:.0f} GFLOP/s over {ranks} rank(s)")
+    preset, model_cfg, train_cfg = training_plan(config, tokenizer.vocab_size, torch.cuda.is_available(), sized)
     inputs = {"vocab_version": latest_data_version(context.instance, bpe_vocab.key),
               "shards_version": latest_data_version(context.instance, token_shards.key)}
     full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
@@ -139,7 +165,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     atomic.write_json(lake.model_config_file(), model_cfg.to_dict())
     weights_sha = sha256_file(weights)
     write_lineage(lake.model_dir(), **inputs, weights_sha256=weights_sha, config=full_config,
-                  mlflow_run_id=run_id, run_key=run_key)
+                  mlflow_run_id=run_id, run_key=run_key, val_bpc=round(reported["val_bpc"], 4),
+                  val_loss=round(reported["val_loss"], 4), steps=reported.get("steps"),
+                  auto_plan=sized.to_dict() if sized else None)
     from lexgpt.model import GPT
 
     return dg.MaterializeResult(
@@ -147,13 +175,15 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "preset": preset,
             "params": GPT(model_cfg).num_params(),
             **{k: reported[k] for k in ("steps", "tokens_seen", "best_step", "world_size") if k in reported},
-            "train_minutes": round(reported["elapsed_s"] / 60, 2),
+            "train_minutes": round(reported["elapsed_s"] / 60, 2),  # compiling and in-training evals included
+            **({"budget_minutes": train_cfg.max_minutes} if train_cfg.max_minutes else {}),
             "val_loss": round(reported["val_loss"], 4),
             "val_bpc": round(reported["val_bpc"], 4),
             "val_fraction": reported["val_fraction"],
             "tokens_per_s": round(reported["tokens_per_s"]),
             **({"mfu": round(reported["mfu"], 4)} if reported.get("mfu") is not None else {}),
             "max_val_bpc": config.max_val_bpc,  # the bound val_bpc_within_bound checks
+            **({"auto_plan": dg.MetadataValue.json(sized.to_dict())} if sized else {}),
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id, experiment_id)),
             "mlflow_run_id": run_id,
             "weights_sha256": weights_sha,
