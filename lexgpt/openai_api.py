@@ -35,10 +35,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from lexgpt.body_limit import BodyLimit
 from lexgpt.generate import prompt_ids, stream_text
 from lexgpt.generation_params import GenerationParamError, GenerationParams, check_prompt, seed_for
 
-MAX_BODY_BYTES = 1 << 20  # a request body; prompts are capped far lower (MAX_PROMPT_CHARS)
 MAX_MESSAGES = 256
 COMMON = {"model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stream", "stream_options", "n"}
 CHAT_FIELDS = COMMON | {"messages", "max_completion_tokens"}
@@ -196,7 +196,7 @@ def _events(engine: Engine, prompt: str, params: GenerationParams, head: dict[st
 
 
 def build_app(engine: Engine):
-    """The FastAPI application (routes, body bound, OpenAI-style errors)."""
+    """The ASGI application: FastAPI routes with OpenAI-style errors, behind a body bound."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -207,14 +207,7 @@ def build_app(engine: Engine):
         return JSONResponse(err.body(), status_code=err.status)
 
     async def read_json(request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes")
+        raw = await request.body()  # bounded: BodyLimit below has read it already
         try:
             body = json.loads(raw)
         except ValueError:
@@ -243,7 +236,7 @@ def build_app(engine: Engine):
         body = await read_json(request)
         return respond(await _in_thread(answer, engine, body, chat=False))
 
-    return app
+    return BodyLimit(app)
 
 
 async def _in_thread(fn, *args: Any, **kwargs: Any) -> Any:

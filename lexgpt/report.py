@@ -12,7 +12,7 @@ sums it up:
 <BLANKLINE>
 verdict
   token_shards         3.2 s
-  trained_model      181.0 s  (training loop 150 s of a 2.5-minute budget)
+  trained_model      181.0 s  (training loop 150 s; budget 2.5 min)
   new model         lexgpt v3: 1.7400 val bits/char -> champion
   previous champion lexgpt v2: 1.8000 val bits/char
   n-gram baseline   2.3100 val bits/char (the model beats it by 0.5700)
@@ -30,6 +30,7 @@ A model that loses to counting is not made champion, and the verdict says what t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -56,7 +57,7 @@ def verdict_lines(
         if name == "trained_model" and train_minutes is not None and budget_minutes:
             # What the budget covers, beside what the asset took: the rest is launching,
             # scoring every val token and copying the weights.
-            line += f"  (training loop {train_minutes * 60:.0f} s of a {budget_minutes:g}-minute budget)"
+            line += f"  (training loop {train_minutes * 60:.0f} s; budget {budget_minutes:g} min)"
         lines.append(line)
     if new is not None:
         got = f" -> {alias}" if alias else ""
@@ -71,7 +72,7 @@ def verdict_lines(
             won = f" (the model beats it by {baseline_bpc - new[1]:.4f})" if new is not None else ""
             lines.append(label + won)
         else:
-            longer = max(2 * (train_minutes or 8.0), 1.0)
+            longer = math.ceil(max(2 * (budget_minutes or train_minutes or 8.0), 1.0))
             pad = " " * (width + 3)
             lines += [f"{label}: the model LOSES to counting by {new[1] - baseline_bpc:.4f} bits/char,",
                       f"{pad}so it is not champion. Train longer: lexgpt refresh --minutes {longer:g}"]

@@ -46,10 +46,8 @@ from lexgpt.loss_eval import evaluate
 from lexgpt.model import GPT, GPTConfig
 from lexgpt.optim import build_optimizers, lr_multiplier
 from lexgpt.train_config import TrainConfig
+from lexgpt.train_progress import EvalSchedule, progress_bar, show, time_left
 
-# Besides every eval_every steps, an in-training eval where a quarter of the budget ended
-# without one, so a short run shows its val curve too (3 lines; the final score is the 4th).
-PROGRESS_EVALS = 4
 
 
 @dataclass
@@ -82,14 +80,10 @@ def train(
     train_config.validate()  # again: a dataclass can be changed after it was built
     run = _setup(model_config, train_config, Path(data_dir), Path(out_dir), token_chars, on_metrics)
     cfg = run.cfg
-    # The bar is the budget (steps or time, whichever runs out first) in percent, with the
-    # time left. Redraw often on a terminal; in a log file (CI, Dagster) every 30 s is plenty.
-    bar = tqdm(total=100, initial=round(100 * run.progress(run.elapsed_before), 1), unit="%",
-               bar_format="{l_bar}{bar}| {elapsed}<{remaining} left{postfix}",
-               disable=not (progress and run.master), mininterval=0.1 if sys.stderr.isatty() else 30.0)  # fmt: skip
+    bar = progress_bar(run.progress(run.elapsed_before), enabled=progress and run.master)
+    evals = EvalSchedule(cfg.eval_every, run.progress(run.elapsed_before))
     with bar, stop_on_interrupt() as stop:  # Ctrl-C stops between two steps (lexgpt.interrupts)
         run.start_clocks()
-        run.eval_mark = int(run.progress(run.elapsed_before) * PROGRESS_EVALS)
         while True:
             elapsed, checkpoint_due, interrupted = _decide(run, stop)
             done = run.progress(elapsed)
@@ -104,8 +98,8 @@ def train(
             bar.update(round(100 * run.progress(elapsed), 1) - bar.n)
             metrics = {}
             if run.step % cfg.log_every == 0:
-                metrics = _train_metrics(run, loss_sum, grad_norm, mult, bar)
-            if _eval_due(run, done):
+                metrics = _train_metrics(run, loss_sum, grad_norm, mult, bar, elapsed)
+            if evals.due(run.step, done):
                 metrics.update(_eval_in_training(run, elapsed, metrics.get("train_loss", float(loss_sum)), bar))
             if metrics and run.master:
                 run.emit(metrics)
@@ -144,11 +138,10 @@ class _Run:
     t_ckpt: float = 0.0
     step_log: int = 0
     step_ckpt: int = 0
+    step_at_start: int = 0  # of this session (a resumed run starts past 0)
     tokens_timed: int = 0  # training throughput, evals and checkpoints excluded
     seconds_timed: float = 0.0
     tok_s: float = 0.0
-    eval_mark: int = 0  # the quarter of the budget the run is in
-    evaluated_in_quarter: bool = False  # an eval_every eval happened in it
 
     @property
     def master(self) -> bool:
@@ -160,7 +153,7 @@ class _Run:
 
     def start_clocks(self) -> None:
         self.t0 = self.t_log = self.t_ckpt = time.perf_counter()
-        self.step_log = self.step_ckpt = self.step
+        self.step_log = self.step_ckpt = self.step_at_start = self.step
 
     def progress(self, elapsed: float) -> float:
         """The fraction of the budget spent: of the steps or of the time, whichever is further."""
@@ -246,19 +239,6 @@ def _resume(run: _Run) -> None:
         torch.manual_seed(run.cfg.seed + 1000 * run.step + run.rank)
 
 
-def _eval_due(run: _Run, done: float) -> bool:
-    """Every ``eval_every`` steps, and where a quarter of the budget ended without such an
-    eval, so a run of any length shows how val goes. ``done`` is shared by all ranks
-    (``_decide``), so they agree."""
-    regular = run.step % run.cfg.eval_every == 0
-    crossed = int(done * PROGRESS_EVALS) > run.eval_mark
-    due = regular or (crossed and not run.evaluated_in_quarter)
-    if crossed:
-        run.eval_mark, run.evaluated_in_quarter = int(done * PROGRESS_EVALS), False
-    run.evaluated_in_quarter = run.evaluated_in_quarter or regular
-    return due
-
-
 def _decide(run: _Run, stop: StopRequest) -> tuple[float, bool, bool]:
     """(training seconds so far, checkpoint now?, Ctrl-C?), the same on every rank.
 
@@ -305,7 +285,8 @@ def _train_step(run: _Run, mult: float) -> tuple[torch.Tensor, torch.Tensor]:
     return loss_sum, grad_norm
 
 
-def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, mult: float, bar: tqdm) -> dict:
+def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, mult: float, bar: tqdm,
+                   elapsed: float) -> dict:  # fmt: skip
     """Train loss (mean over ranks), lr, grad norm and throughput since the last log."""
     train_loss = float(_mean_over_ranks(loss_sum / run.cfg.grad_accum, run))
     t_now = time.perf_counter()
@@ -317,8 +298,13 @@ def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, m
                    tokens_per_s=run.tok_s, tokens_seen=float(run.step * run.tokens_per_step))  # fmt: skip
     if run.peak:
         metrics["mfu"] = run.tok_s * run.flops_per_token / (run.peak * run.world)
-    bar.set_postfix(step=run.step, loss=f"{train_loss:.3f}", tok_s=f"{run.tok_s:,.0f}", refresh=sys.stderr.isatty())
+    show(bar, run.step, train_loss, run.tok_s, _time_left(run, elapsed))
     return metrics
+
+
+
+def _time_left(run: _Run, elapsed: float) -> str:
+    return time_left(run.cfg, run.step, elapsed, run.step_at_start, run.elapsed_before)
 
 
 def _eval_in_training(run: _Run, elapsed: float, train_loss: float, bar: tqdm) -> dict[str, float]:
@@ -328,10 +314,9 @@ def _eval_in_training(run: _Run, elapsed: float, train_loss: float, bar: tqdm) -
     if cfg.keep_best and val["val_bpc"] < run.best["bpc"]:
         run.best = {"bpc": val["val_bpc"], "step": run.step, "state": _cpu_copy(run.raw_model.state_dict())}
     if run.master:
-        budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-        left = f"{(budget_s - elapsed) / 60:.1f} min left" if budget_s else f"{cfg.max_steps - run.step} steps left"
         bar.write(f"step {run.step}: train loss {train_loss:.3f}, val {val['val_bpc']:.3f} bits/char "
-                  f"({val['val_fraction']:.0%} of val), {run.tok_s:,.0f} tokens/s, {left}", file=sys.stderr)  # fmt: skip
+                  f"({val['val_fraction']:.0%} of val), {run.tok_s:,.0f} tokens/s, {_time_left(run, elapsed)}",
+                  file=sys.stderr)  # fmt: skip
     run.t_log = time.perf_counter()  # eval time is not training throughput
     return {"val_loss": val["val_loss"], "val_bpc": val["val_bpc"]}
 

@@ -228,15 +228,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 130
         return 0
 
+    import shlex
+
+    from mlflow.pyfunc.scoring_server import get_cmd
+
     uri = tracking.configure()  # also re-points a moved home (lexgpt.moved_home)
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
-    mlflow_cli = Path(bin_dir) / "mlflow"
     with tempfile.TemporaryDirectory(prefix="lexgpt-serve-") as tmp:
         local = packaging.stage_for_serving(args.model, tmp)
-        cmd = [str(mlflow_cli) if mlflow_cli.exists() else "mlflow", "models", "serve", "-m", str(local),
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(args.port), "-w", str(args.workers),
-               "-t", str(args.timeout)]
+        # MLflow's own command and environment (`mlflow models serve --env-manager local`
+        # runs the same), with its app behind a request-body bound (lexgpt.scoring_app).
+        command, env = get_cmd(str(local), port=args.port, host="127.0.0.1", timeout=args.timeout,
+                               nworkers=args.workers)
+        argv = shlex.split(command)
+        app = argv.index("mlflow.pyfunc.scoring_server.app:app")
+        cmd = [sys.executable, "-m", "uvicorn", *argv[1:app], "--factory", "lexgpt.scoring_app:create_app",
+               *argv[app + 1:]]
+        env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
         print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations (store {uri})", flush=True)
         try:
             return subprocess.run(cmd, env=env).returncode

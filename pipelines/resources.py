@@ -206,29 +206,48 @@ class TrainingLauncher(dg.ConfigurableResource):
     rdzv_endpoint: str | None = None
     rdzv_id: str = "lexgpt"
     python: str | None = None  # the training process's interpreter (default: this one)
+    # A bad environment setting, kept for the training to fail on in one line: raising in
+    # from_env would stop the Dagster definitions (every command, the UI) from loading.
+    env_error: str | None = None
 
     @classmethod
     def from_env(cls) -> "TrainingLauncher":
         """Settings from ``LEXGPT_NPROC_PER_NODE``, ``LEXGPT_NNODES`` and ``LEXGPT_RDZV_ENDPOINT``
-        (unset: the defaults), so ``lexgpt refresh`` and the UI pick them up without code."""
+        (unset: the defaults), so ``lexgpt refresh`` and the UI pick them up without code.
+
+        >>> import os; os.environ["LEXGPT_NNODES"] = "two"
+        >>> TrainingLauncher.from_env().world_size(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: LEXGPT_NNODES='two': expected a whole number of at least 1
+        >>> del os.environ["LEXGPT_NNODES"]
+        """
         import os
+
+        errors = []
 
         def number(name: str) -> int | None:
             raw = os.environ.get(name, "").strip()
             if not raw:
                 return None
             if not raw.isdigit() or int(raw) < 1:
-                raise ValueError(f"{name}={raw!r}: expected a whole number of at least 1")
+                errors.append(f"{name}={raw!r}: expected a whole number of at least 1")
+                return None
             return int(raw)
 
         return cls(nproc_per_node=number("LEXGPT_NPROC_PER_NODE"), nnodes=number("LEXGPT_NNODES") or 1,
-                   rdzv_endpoint=os.environ.get("LEXGPT_RDZV_ENDPOINT") or None)
+                   rdzv_endpoint=os.environ.get("LEXGPT_RDZV_ENDPOINT") or None,
+                   env_error="; ".join(errors) or None)
 
     def world_size(self, cuda_devices: int) -> int:
         """Ranks in all: ``nproc_per_node`` (default: one per visible GPU, else 1) x ``nnodes``."""
+        if self.env_error:
+            raise ValueError(self.env_error)
         return (self.nproc_per_node or max(cuda_devices, 1)) * self.nnodes
 
     def command(self, plan_file: str | Path, cuda_devices: int) -> list[str]:
+        if self.env_error:
+            raise ValueError(self.env_error)
         nproc = self.nproc_per_node or max(cuda_devices, 1)
         if nproc < 1 or self.nnodes < 1:
             raise ValueError(f"trainer: nproc_per_node ({nproc}) and nnodes ({self.nnodes}) must be at least 1")

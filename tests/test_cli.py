@@ -105,7 +105,8 @@ def test_servers_bind_localhost_from_the_venv(monkeypatch):
     assert serve_path.startswith(venv_bin)  # no activation needed to find mlflow ...
     assert env["PATH"].split(":")[0] == venv_bin  # ... nor the uvicorn it execs
     assert staged == ["models:/lexgpt@champion"]  # served from a hash-checked copy of its files
-    assert serve[serve.index("-h") + 1] == "127.0.0.1" and serve[serve.index("-w") + 1] == "1"
+    assert serve[serve.index("--host") + 1] == "127.0.0.1" and serve[serve.index("--workers") + 1] == "1"
+    assert serve[1:3] == ["-m", "uvicorn"] and serve[-2:] == ["--factory", "lexgpt.scoring_app:create_app"]  # MLflow's app, bounded
     assert ui[ui.index("-h") + 1] == "127.0.0.1" and ui[ui.index("--workers") + 1] == "1"
     assert ui3[ui3.index("--workers") + 1] == "3"
 

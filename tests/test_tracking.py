@@ -500,6 +500,14 @@ def test_lexgpt_serve_answers_invocations_on_localhost(store, tmp_path, tiny_mod
             urllib.request.urlopen(req, timeout=60)
         assert err.value.code == 400
         assert "max_new_tokens must be a whole number from 0 to 1024" in err.value.read().decode()
+        # a body over the bound: 413 in one line, without reading it all or echoing it
+        huge = json.dumps({"inputs": ["x" * (2 << 20)]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=huge,
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        message = err.value.read().decode()
+        assert err.value.code == 413 and "over 1,048,576 bytes" in message and "xxxx" not in message
     finally:
         kill_group(server)
 

@@ -122,10 +122,11 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     tokenizer = lake.load_tokenizer()
     # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
     manifest = shards.validate_shards(lake.shards_dir(), tokenizer.vocab_size)
+    world = trainer.world_size(torch.cuda.device_count())  # a bad LEXGPT_* setting fails here, in one line
     sized = None
     if config.preset == "auto":
         # Ranks add FLOP/s on GPUs; CPU ranks on one machine share its cores.
-        ranks = trainer.world_size(torch.cuda.device_count()) if torch.cuda.is_available() else 1
+        ranks = world if torch.cuda.is_available() else 1
         sized = size_to_budget(config, manifest["splits"]["train"]["tokens"], tokenizer.vocab_size, ranks)
         context.log.info(f"preset auto: {sized.n_layer} x {sized.n_embd} ({sized.params:,} params) on the "
                          f"{sized.recipe} recipe, ~{sized.tokens:,} tokens ({sized.tokens_per_param} per param, "
