@@ -41,6 +41,7 @@ def run_one(side: str, minutes: float, data: Path, vocab: int, train_tokens: int
     else:
         model_cfg = GPTConfig.from_preset(fixed, vocab)
         train_cfg = TrainConfig.for_preset(fixed, **quiet)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="lexgpt-budget-") as tmp:
         start = time.perf_counter()
         result = train(model_cfg, train_cfg, data, Path(tmp), token_chars, progress=False)
@@ -50,7 +51,7 @@ def run_one(side: str, minutes: float, data: Path, vocab: int, train_tokens: int
             "tokens_per_param": round(result.steps * train_cfg.batch_size * model_cfg.block_size
                                       / model_cfg.num_params(), 2),
             "tokens_per_s": round(result.tokens_per_s), "wall_s": round(wall), "val_bpc": round(result.val_bpc, 4),
-            "load_at_start": round(os.getloadavg()[0], 2)}  # fmt: skip
+            "load_at_start": round(load, 2)}  # fmt: skip
 
 
 def main() -> None:
