@@ -25,7 +25,8 @@ def bench(script: str, *args: str) -> list[dict]:
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("preset", ["cpu-small", "gpu-small"])
+# gpu-small's step is ~60x cpu-small's on a CPU (164 s of a 12-minute suite): slow, still in CI.
+@pytest.mark.parametrize("preset", ["cpu-small", pytest.param("gpu-small", marks=pytest.mark.slow)])
 def test_train_bench_uses_the_presets_recipe(preset):
     # The pipeline trains each preset with its recipe; the bench must measure the same thing.
     (report,) = bench("train.py", "--synthetic", "--preset", preset, "--block-size", "32", "--batch-size", "2",
