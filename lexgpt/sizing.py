@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,8 +180,12 @@ def cached_flops_per_s(device: Any, cache_file: Path, dtype: str = "auto") -> tu
         known = {}
     flops = probe_flops_per_s(device, dtype)
     known = known if isinstance(known, dict) else {}
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(cache_file, {**known, key: flops})
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(cache_file, {**known, key: flops})
+    except OSError as err:  # a read-only home: measured each time, never a failed training
+        print(f"lexgpt: cannot keep the throughput probe in {cache_file} ({err.strerror or err}); "
+              "set LEXGPT_CACHE to a writable folder", file=sys.stderr)
     return flops, True
 
 

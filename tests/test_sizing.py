@@ -70,6 +70,10 @@ def test_the_probe_is_measured_once_per_machine(tmp_path, monkeypatch):
         cache.write_text(junk)
         assert sizing.cached_flops_per_s(cpu, cache) == (5e10, True)
     assert len(calls) == 4
+    # A cache that cannot be written is measured each time, and says so; training goes on.
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    assert sizing.cached_flops_per_s(cpu, blocked / "throughput.json") == (5e10, True)
 
 
 def test_the_probe_measures_this_machine():
