@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lexgpt import paths, shards, sizing
+from lexgpt import shards, sizing
 from lexgpt.device import pick_device
 from lexgpt.model import GPTConfig
 from lexgpt.train import TrainConfig, load_token_chars, train
@@ -34,8 +34,7 @@ def run_one(side: str, minutes: float, data: Path, vocab: int, train_tokens: int
     fixed = "gpu-small" if device.type == "cuda" else "cpu-small"
     quiet = dict(max_minutes=minutes, checkpoint_minutes=10**9, checkpoint_every=10**9)
     if side == "auto":
-        flops, _ = sizing.cached_flops_per_s(device, paths.cache_dir() / "throughput.json", dtype)
-        plan = sizing.size_for_budget(flops, minutes * 60, train_tokens, vocab)
+        plan = sizing.plan_here(minutes * 60, train_tokens, vocab, dtype=dtype)  # what the asset does
         model_cfg = GPTConfig.from_preset(plan.recipe, vocab, **plan.model_fields())
         train_cfg = TrainConfig.for_preset(plan.recipe, batch_size=plan.batch_size, max_steps=plan.max_steps, **quiet)
     else:
@@ -48,8 +47,7 @@ def run_one(side: str, minutes: float, data: Path, vocab: int, train_tokens: int
         wall = time.perf_counter() - start
     return {"budget_min": minutes, "side": side, "shape": f"{model_cfg.n_layer} x {model_cfg.n_embd}",
             "params_M": round(model_cfg.num_params() / 1e6, 3), "steps": result.steps,
-            "tokens_per_param": round(result.steps * train_cfg.batch_size * model_cfg.block_size
-                                      / model_cfg.num_params(), 2),
+            "tokens_per_param": round(result.tokens_seen / model_cfg.num_params(), 2),
             "tokens_per_s": round(result.tokens_per_s), "wall_s": round(wall), "val_bpc": round(result.val_bpc, 4),
             "load_at_start": round(load, 2)}  # fmt: skip
 

@@ -39,8 +39,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# Measured on 2 CPU cores at 8 minutes (BENCHMARKS.md, "preset: auto"): 4 x 192 at 2.7
-# tokens per parameter and 4 x 128 at 9 tied; 4 x 256 at 0.9 lost by 0.05 bits/char.
+# Measured on 2 CPU cores at 8 minutes (BENCHMARKS.md, "preset: auto"): on an AVX2 box
+# 1.1 / 4.9 / 16.5 tokens per parameter gave 1.5606 / 1.5071 / 1.5261 bits/char; on an
+# AVX512-BF16 box 2.7 and 9 tied, 0.9 lost by 0.05.
 TOKENS_PER_PARAM = 5.0
 MAX_EPOCHS = 8
 # Of the wall-clock budget, the share the forward and backward passes get (the rest:
@@ -151,6 +152,17 @@ def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 3) -> float
             times.append(time.perf_counter() - start)
     flops = model.estimate_flops_per_token() * batch * block / statistics.median(times)
     return flops * COMPILE_SPEEDUP.get((device.type, dtype_name), 1.0)
+
+
+def plan_here(budget_s: float, train_tokens: int, vocab_size: int, ranks: int = 1,
+              dtype: str = "auto") -> SizedPlan:
+    """The plan for this machine: its cached probe (``LEXGPT_CACHE``/throughput.json) times
+    ``ranks`` (GPUs add FLOP/s; CPU ranks on one machine share its cores, so pass 1)."""
+    from lexgpt import paths
+    from lexgpt.device import pick_device
+
+    flops, _ = cached_flops_per_s(pick_device("auto"), paths.cache_dir() / "throughput.json", dtype)
+    return size_for_budget(flops * ranks, budget_s, train_tokens, vocab_size)
 
 
 def machine_fingerprint(device: Any) -> str:

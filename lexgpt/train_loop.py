@@ -49,7 +49,6 @@ from lexgpt.train_config import TrainConfig
 from lexgpt.train_progress import EvalSchedule, progress_bar, show, time_left
 
 
-
 @dataclass
 class TrainResult:
     val_loss: float  # the kept weights on the whole val split
@@ -300,7 +299,6 @@ def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, m
         metrics["mfu"] = run.tok_s * run.flops_per_token / (run.peak * run.world)
     show(bar, run.step, train_loss, run.tok_s, _time_left(run, elapsed))
     return metrics
-
 
 
 def _time_left(run: _Run, elapsed: float) -> str:

@@ -93,10 +93,11 @@ def test_servers_bind_localhost_from_the_venv(monkeypatch):
         calls.append((path, argv, env))
         raise SystemExit(0)
 
+    staged = []
+    # First: importing lexgpt.packaging imports MLflow, which runs subprocesses of its own.
+    monkeypatch.setattr("lexgpt.packaging.stage_for_serving", lambda uri, dest: staged.append(uri) or Path(dest))
     monkeypatch.setattr("os.execvp", lambda path, argv: fake_exec(path, argv))
     monkeypatch.setattr("subprocess.run", lambda argv, env=None: fake_exec(argv[0], argv, env))
-    staged = []
-    monkeypatch.setattr("lexgpt.packaging.stage_for_serving", lambda uri, dest: staged.append(uri) or Path(dest))
     for argv in (["serve"], ["mlflow-ui"], ["mlflow-ui", "--workers", "3"]):
         with pytest.raises(SystemExit):
             main(argv)

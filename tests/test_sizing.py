@@ -85,11 +85,10 @@ def test_auto_takes_the_sized_shape_and_the_config_still_wins():
     from pipelines.assets.training import TrainingConfig, training_plan
 
     plan = _plan(8e10)
-    preset, model_cfg, train_cfg = training_plan(TrainingConfig(), 1000, cuda=False, sized=plan)
+    preset, model_cfg, train_cfg = training_plan(TrainingConfig(), 1000, sized=plan)
     assert preset == plan.recipe and (model_cfg.n_layer, model_cfg.n_embd) == (plan.n_layer, plan.n_embd)
     assert train_cfg.batch_size == plan.batch_size and train_cfg.max_steps == plan.max_steps
-    _, model_cfg, train_cfg = training_plan(TrainingConfig(n_embd=256, n_head=4, batch_size=8), 1000,
-                                            cuda=False, sized=plan)
+    _, model_cfg, train_cfg = training_plan(TrainingConfig(n_embd=256, n_head=4, batch_size=8), 1000, sized=plan)
     assert model_cfg.n_embd == 256 and model_cfg.n_layer == plan.n_layer and train_cfg.batch_size == 8
     with pytest.raises(ValueError, match="sized plan"):
-        training_plan(TrainingConfig(), 1000, cuda=False)
+        training_plan(TrainingConfig(), 1000)

@@ -141,6 +141,6 @@ def test_the_dagster_training_config_defers_to_the_library_recipe():
             continue
         assert name in library or name in model_fields, f"{name} is not a library setting"
         assert field.default is None or field.default == library.get(name), name
-    _, model_cfg, train_cfg = training_plan(TrainingConfig(preset="cpu-small"), 1000, cuda=False)
+    _, model_cfg, train_cfg = training_plan(TrainingConfig(preset="cpu-small"), 1000)
     assert train_cfg == TrainConfig.for_preset("cpu-small", seed=TrainingConfig().seed)
     assert model_cfg == GPTConfig.from_preset("cpu-small", 1000)

@@ -65,7 +65,7 @@ class TrainingConfig(dg.Config):
 _MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
 
-def training_plan(config: TrainingConfig, vocab_size: int, cuda: bool, sized=None):
+def training_plan(config: TrainingConfig, vocab_size: int, sized=None):
     """``(preset, GPTConfig, TrainConfig)`` for a run config: the library's recipe for the
     preset (for ``auto``, the ``sized`` plan's shape on its size class's recipe), then the
     fields the config sets."""
@@ -85,18 +85,15 @@ def training_plan(config: TrainingConfig, vocab_size: int, cuda: bool, sized=Non
     return preset, model_cfg, TrainConfig.for_preset(preset, **{**sized_train, **train_overrides})
 
 
-def size_to_budget(config: TrainingConfig, train_tokens: int, vocab_size: int, ranks: int):
-    """For ``preset: auto``: the shape this machine trains best in the budget, from its
-    measured FLOP/s (probed once per machine, cached under ``LEXGPT_CACHE``)."""
-    from lexgpt import paths, sizing
-    from lexgpt.device import pick_device
+def size_to_budget(config: TrainingConfig, train_tokens: int, vocab_size: int, cuda: bool, ranks: int):
+    """For ``preset: auto``: the shape this machine trains best in the budget (the config's,
+    else the fixed preset's), from its measured FLOP/s (``lexgpt.sizing.plan_here``)."""
+    from lexgpt import sizing
     from lexgpt.train_config import TrainConfig
 
-    device = pick_device("auto")
-    base = "gpu-small" if device.type == "cuda" else "cpu-small"
-    minutes = config.max_minutes or TrainConfig.for_preset(base).max_minutes
-    flops, _ = sizing.cached_flops_per_s(device, paths.cache_dir() / "throughput.json", config.dtype or "auto")
-    return sizing.size_for_budget(flops * ranks, minutes * 60, train_tokens, vocab_size)
+    minutes = config.max_minutes or TrainConfig.for_preset("gpu-small" if cuda else "cpu-small").max_minutes
+    return sizing.plan_here(minutes * 60, train_tokens, vocab_size, ranks=ranks if cuda else 1,
+                            dtype=config.dtype or "auto")
 
 
 @dg.asset(
@@ -105,8 +102,8 @@ def size_to_budget(config: TrainingConfig, train_tokens: int, vocab_size: int, r
     code_version=code_version("lexgpt.model", "lexgpt.sizing", "lexgpt.train_loop", "lexgpt.train_config", "lexgpt.optim",
                               "lexgpt.loss_eval", "lexgpt.dataloader", "lexgpt.checkpoint", "lexgpt.device",
                               "pipelines.assets.training", "pipelines.training_process"),
-    description="A GPT trained from scratch on the token shards (cpu-small on CPU, gpu-small "
-    "on a GPU), in its own process tree (torchrun over every visible GPU) launched through "
+    description="A GPT trained from scratch on the token shards (sized to the time budget and "
+    "this machine's measured speed unless a preset is set), in its own process tree (torchrun over every visible GPU) launched through "
     "Dagster Pipes, with live metrics in MLflow. Resumes from its last checkpoint if a run "
     "with the same inputs and config was interrupted.",
     owners=["team:model"],
@@ -125,13 +122,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     world = trainer.world_size(torch.cuda.device_count())  # a bad LEXGPT_* setting fails here, in one line
     sized = None
     if config.preset == "auto":
-        # Ranks add FLOP/s on GPUs; CPU ranks on one machine share its cores.
-        ranks = world if torch.cuda.is_available() else 1
-        sized = size_to_budget(config, manifest["splits"]["train"]["tokens"], tokenizer.vocab_size, ranks)
+        sized = size_to_budget(config, manifest["splits"]["train"]["tokens"], tokenizer.vocab_size,
+                               torch.cuda.is_available(), world)
         context.log.info(f"preset auto: {sized.n_layer} x {sized.n_embd} ({sized.params:,} params) on the "
                          f"{sized.recipe} recipe, ~{sized.tokens:,} tokens ({sized.tokens_per_param} per param, "
-                         f"{sized.epochs} epochs) at {sized.flops_per_s / 1e9:.0f} GFLOP/s over {ranks} rank(s)")
-    preset, model_cfg, train_cfg = training_plan(config, tokenizer.vocab_size, torch.cuda.is_available(), sized)
+                         f"{sized.epochs} epochs) at {sized.flops_per_s / 1e9:.0f} GFLOP/s")
+    preset, model_cfg, train_cfg = training_plan(config, tokenizer.vocab_size, sized)
     inputs = {"vocab_version": latest_data_version(context.instance, bpe_vocab.key),
               "shards_version": latest_data_version(context.instance, token_shards.key)}
     full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
