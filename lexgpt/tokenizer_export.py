@@ -1,6 +1,7 @@
 """Our BPE tokenizer in other libraries' formats: HF ``tokenizers`` and ``tiktoken``.
 
 Both are checked by tests to encode every episode exactly as ``BPETokenizer.encode`` does.
+GGUF's vocab (``lexgpt.gguf_export``) spells tokens with the same byte map.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def export_hf(tok: BPETokenizer, path: str | os.PathLike[str]) -> None:
     (ByteLevel without its own regex), BPE with our merges. HF also matches special
     token strings inside text, which ``tok.encode`` deliberately does not.
     """
-    sym = _bytes_to_unicode()
+    sym = bytes_to_unicode()
     name = ["".join(sym[c] for c in b) for b in tok._bytes[: 256 + len(tok.merges)]]
     doc = {
         "version": "1.0",
@@ -62,7 +63,7 @@ def to_tiktoken(tok: BPETokenizer, name: str = "lexgpt"):
     return tiktoken.Encoding(name, pat_str=tok.pattern, mergeable_ranks=ranks, special_tokens=tok.special_tokens)
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map, which HF's ByteLevel uses.
 
     Printable Latin-1 bytes map to themselves; the rest (controls, space, ...) are moved

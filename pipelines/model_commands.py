@@ -273,15 +273,37 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "gguf":
+        return _export_gguf(args)
     from lexgpt.export import ExportTargetError, check_export_target, export_hf
 
+    if args.dtype != "f32":
+        return _fail("export", f"--dtype {args.dtype}: the Hugging Face export is float32; "
+                     "use --format gguf for bf16")
     try:
-        check_export_target(args.out_dir)  # before the (slow) load: a bad target is one line
+        check_export_target(args.out)  # before the (slow) load: a bad target is one line
         model, tokenizer = _load(args.model)
-        out = export_hf(model, tokenizer, args.out_dir)
+        out = export_hf(model, tokenizer, args.out)
     except ExportTargetError as err:
         return _fail("export", str(err))
     print(f"{args.model} -> {out} (load with transformers.AutoModelForCausalLM.from_pretrained('{out}'))")
+    return 0
+
+
+def _export_gguf(args: argparse.Namespace) -> int:
+    try:
+        from lexgpt.gguf_export import GGUFTargetError, check_gguf_target, export_gguf
+    except ImportError:
+        return _fail("export", "--format gguf needs the gguf package: pip install 'lexgpt[gguf]'")
+    try:
+        check_gguf_target(args.out)  # before the (slow) load
+        model, tokenizer = _load(args.model)
+        out = export_gguf(model, tokenizer, args.out, dtype=args.dtype)
+    except GGUFTargetError as err:
+        return _fail("export", str(err))
+    ctx = model.config.block_size
+    print(f"{args.model} -> {out} ({args.dtype}, context {ctx} tokens; run it with: "
+          f"llama-completion -m {out} -c {ctx} -p 'I think that' -n 64)")
     return 0
 
 
@@ -360,9 +382,12 @@ def add_model_commands(sub) -> None:
     p.add_argument("--name", default="lexgpt")
     p.set_defaults(func=cmd_promote)
 
-    p = sub.add_parser("export", help="write a model as Hugging Face safetensors + config + tokenizer")
+    p = sub.add_parser("export", help="write a model for Hugging Face transformers (a folder) or llama.cpp (a GGUF file)")
     p.add_argument("model", help="MLflow model URI, e.g. models:/lexgpt@champion")
-    p.add_argument("out_dir", help="folder for model.safetensors, config.json, tokenizer.json")
+    p.add_argument("out", help="hf: a folder for model.safetensors, config.json, tokenizer.json; "
+                   "gguf: a file, e.g. lexgpt.gguf")
+    p.add_argument("--format", choices=("hf", "gguf"), default="hf", help="hf (default) or gguf (llama.cpp, Ollama)")
+    p.add_argument("--dtype", choices=("f32", "bf16"), default="f32", help="gguf: weight type of the matrices")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("mlflow-ui", help="start the MLflow web UI", formatter_class=fmt)

@@ -512,6 +512,33 @@ def test_lexgpt_serve_answers_invocations_on_localhost(store, tmp_path, tiny_mod
         kill_group(server)
 
 
+def test_lexgpt_export_gguf_writes_what_llama_cpp_runs(store, tmp_path, tiny_model_files, capsys):
+    pytest.importorskip("gguf")
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import numpy as np
+    import torch
+
+    from pipelines.cli import main
+
+    _register(*tiny_model_files)
+    out = tmp_path / "lexgpt.gguf"
+    assert main(["export", "--format", "gguf", "--dtype", "bf16", "models:/lexgpt@champion", str(out)]) == 0
+    assert f"llama-completion -m {out} -c " in capsys.readouterr().out
+    assert main(["export", "--format", "gguf", "models:/lexgpt@champion", str(out)]) == 0  # replaces it, f32
+    ours, tokenizer = packaging.load_model_for_generation("models:/lexgpt@champion")
+    llm = llama_cpp.Llama(model_path=str(out), n_ctx=ours.config.block_size, logits_all=True, n_threads=1,
+                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32, verbose=False)
+    ids = tokenizer.encode("What is the meaning of life?")
+    assert llm.tokenize(b"What is the meaning of life?", add_bos=False, special=False) == ids
+    llm.eval(ids)
+    with torch.no_grad():
+        diff = np.abs(ours(torch.tensor([ids]))[0][0].numpy() - np.asarray(llm.scores[: len(ids)]))
+    assert diff.max() <= 1e-3
+    # a folder is refused in one line, before the model is loaded
+    assert main(["export", "--format", "gguf", "models:/lexgpt@champion", str(tmp_path)]) == 2
+    assert "is a folder; --format gguf writes one file" in capsys.readouterr().err
+
+
 def test_lexgpt_export_writes_what_transformers_loads(store, tmp_path, tiny_model_files, capsys):
     transformers = pytest.importorskip("transformers")
     import torch
