@@ -66,16 +66,19 @@ def torn_read_by_slow_writer(tmp: Path) -> str:
                     fh.flush()
                     time.sleep(0.002)
 
+    full_cues = len(ingest.ingest_folder(folder, workers=1).cues)  # before the writer starts
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
-    full_cues = len(ingest.ingest_folder(folder, workers=1).cues)
-    refused = partial = mislabelled = 0
+    refused = malformed = partial = mislabelled = 0
     full_sha = lexicap.sha256_bytes(full)
     for _ in range(60):
         try:
             got = ingest.ingest_folder(folder, workers=1)
         except ValueError as err:
+            # read mid-write: refused as changed; read between two writes: the file as it
+            # was then ends mid-cue, refused naming the file and line
             refused += "changed while it was read" in str(err)
+            malformed += str(err).startswith(str(target)) and "changed while it was read" not in str(err)
             continue
         if len(got.cues) < full_cues:  # read between two writes: a partial file, unchanging
             partial += 1
@@ -83,7 +86,8 @@ def torn_read_by_slow_writer(tmp: Path) -> str:
             mislabelled += sha == full_sha  # the 203-of-417 bug: partial cues, full file's hash
     stop.set()
     thread.join()
-    return (f"{refused}/60 refused mid-write; {partial} partial reads accepted, {mislabelled} of them "
+    return (f"{refused}/60 refused mid-write; {malformed} refused as malformed (ends mid-cue, file and line "
+            f"named); {partial} partial reads accepted, {mislabelled} of them "
             "labelled with the full file's hash (each is versioned as itself, so status sees it stale)")
 
 
