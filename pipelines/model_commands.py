@@ -127,6 +127,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from pipelines.line_input import LineTooLong, read_line
+
     try:
         params = _params(args)
     except GenerationParamError as err:
@@ -137,8 +139,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     try:
         while True:
             try:
-                question = input("you> ")
-            except EOFError:
+                question = read_line("you> ")  # not input(): Ctrl-C must not wait for Enter
+            except LineTooLong as err:
+                print(f"({err})")
+                continue
+            if question is None:  # EOF (Ctrl-D)
                 print()
                 return 0
             if not question.strip():

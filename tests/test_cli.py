@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,34 @@ def test_chat_answers_two_questions_then_exits_on_eof(trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("lex> I think that") == 2, proc.stdout
     assert proc.stdout.rstrip().endswith("you>")  # the third prompt got EOF
+
+
+@pytest.mark.slow  # one tiny training + a model load per command
+def test_ctrl_c_at_the_chat_prompt_leaves_at_once(trained):
+    """In a terminal, Ctrl-C at ``you>`` (a half-typed question pending) exits 130 at once,
+    not after the next Enter."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "chat"], stdin=follower, stdout=follower,
+                            stderr=follower, cwd=REPO, env=os.environ.copy(), start_new_session=True)
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 300
+        while b"you> " not in seen and time.monotonic() < deadline:
+            if select.select([leader], [], [], 1)[0]:
+                seen += os.read(leader, 4096)
+        assert b"you> " in seen, seen.decode(errors="replace")
+        os.write(leader, b"Is there free")  # typed, no Enter
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
 
 
 @pytest.mark.slow  # one tiny training + a model load per command

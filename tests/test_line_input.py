@@ -1,0 +1,61 @@
+"""The chat prompt's line reader: lines, EOF, a bound, and Ctrl-C that does not wait for Enter."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO
+
+# A process like `lexgpt chat`: polars loaded (MLflow imports it), whose SIGINT handler
+# makes the kernel restart a blocking read after Ctrl-C.
+CHILD = """
+import sys
+import polars  # noqa: F401
+from pipelines.line_input import read_line
+try:
+    while True:
+        line = read_line("you> ")
+        if line is None:
+            print("EOF", flush=True)
+            break
+        print(f"got {line!r}", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def child(**kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=REPO, **kw)
+
+
+def test_lines_then_eof_each_line_once():
+    out, _ = child().communicate("What is love?\n\nünïcode\r\nno newline at the end", timeout=60)
+    assert out.split("you> ")[1:] == ["got 'What is love?'\n", "got ''\n", "got 'ünïcode'\n",
+                                      "got 'no newline at the end'\n", "EOF\n"]
+
+
+def test_ctrl_c_at_a_terminal_prompt_ends_the_wait_at_once():
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=follower, stdout=follower, stderr=follower,
+                            cwd=REPO, start_new_session=True)
+    os.close(follower)
+    seen = b""
+    try:
+        while b"you> " not in seen:
+            assert select.select([leader], [], [], 60)[0], seen
+            seen += os.read(leader, 4096)
+        os.write(leader, b"half a question")  # typed, no Enter
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        assert proc.wait(timeout=10) == 130  # with input(), this waited for Enter
+    finally:
+        proc.kill()
+        os.close(leader)
