@@ -1,8 +1,8 @@
 """The ``lexgpt`` commands about models: generate, chat, compare, serve, lineage, promote,
 mlflow-ui.
 
-Every command that samples text goes through :func:`lexgpt.generate.stream_text` with a
-:class:`lexgpt.generate.GenerationParams` built from the same flags (same defaults as the
+Every command that samples text goes through :func:`lexgpt.generation.generate.stream_text` with a
+:class:`lexgpt.generation.generate.GenerationParams` built from the same flags (same defaults as the
 served model and ``evaluation_samples``); a bad value is refused in one line.
 """
 
@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lexgpt.generation_params import (
+from lexgpt.generation.generation_params import (
     MIN_TEMPERATURE,
     MIN_TOP_P,
     GenerationParamError,
@@ -50,9 +50,9 @@ def _params(args: argparse.Namespace, **override) -> GenerationParams:
 
 
 def _load(model_uri: str):
-    from lexgpt import packaging, tracking
+    from lexgpt.tracking import packaging, runs
 
-    tracking.configure()
+    runs.configure()
     return packaging.load_model_for_generation(model_uri)
 
 
@@ -64,7 +64,7 @@ def _read_text(path: str, what: str) -> str:
 
 
 def _stream(model, tokenizer, prompt: str, params: GenerationParams) -> str:
-    from lexgpt.generate import stream_text
+    from lexgpt.generation.generate import stream_text
 
     pieces = []
     for piece in stream_text(model, tokenizer, prompt, params):
@@ -108,7 +108,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not 1 <= args.num_samples <= MAX_SAMPLES:
             raise GenerationParamError(f"--num-samples must be from 1 to {MAX_SAMPLES}, got {args.num_samples}")
         first = _params(args)
-        from lexgpt.generate import check_prompt, qa_prompt
+        from lexgpt.generation.generate import check_prompt, qa_prompt
 
         check_prompt(prompt)
     except GenerationParamError as err:
@@ -159,7 +159,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _val_bpc(model_uri: str) -> float | None:
-    from lexgpt import registry
+    from lexgpt.tracking import registry
 
     if not model_uri.startswith("models:/"):
         return None
@@ -188,7 +188,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         base = _params(args)
     except GenerationParamError as err:
         return _fail("compare", str(err))
-    from lexgpt.generate import complete
+    from lexgpt.generation.generate import complete
 
     models = [(uri, *_load(uri), _val_bpc(uri)) for uri in (args.model_a, args.model_b)]
     width = max(30, (shutil.get_terminal_size((160, 24)).columns - 3) // 2)
@@ -208,14 +208,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """MLflow's scoring server over a checked copy of the model's files (hashes from the
     registry), with an MLmodel written by the installed lexgpt: nothing from the artifact
-    store is imported. ``--openai``: :mod:`lexgpt.openai_api` over the same checked files."""
+    store is imported. ``--openai``: :mod:`lexgpt.serving.openai_api` over the same checked files."""
     import subprocess
     import tempfile
 
-    from lexgpt import packaging, tracking
+    from lexgpt.tracking import packaging, runs
 
     if args.openai:
-        from lexgpt import openai_api
+        from lexgpt.serving import openai_api
 
         if args.workers != 1:
             return _fail("serve", "--openai runs one process (generation takes the CPU); leave --workers out")
@@ -232,17 +232,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from mlflow.pyfunc.scoring_server import get_cmd
 
-    uri = tracking.configure()  # also re-points a moved home (lexgpt.moved_home)
+    uri = runs.configure()  # also re-points a moved home (lexgpt.tracking.moved_home)
     bin_dir = str(Path(sys.executable).parent)
     with tempfile.TemporaryDirectory(prefix="lexgpt-serve-") as tmp:
         local = packaging.stage_for_serving(args.model, tmp)
         # MLflow's own command and environment (`mlflow models serve --env-manager local`
-        # runs the same), with its app behind a request-body bound (lexgpt.scoring_app).
+        # runs the same), with its app behind a request-body bound (lexgpt.serving.scoring_app).
         command, env = get_cmd(str(local), port=args.port, host="127.0.0.1", timeout=args.timeout,
                                nworkers=args.workers)
         argv = shlex.split(command)
         app = argv.index("mlflow.pyfunc.scoring_server.app:app")
-        cmd = [sys.executable, "-m", "uvicorn", *argv[1:app], "--factory", "lexgpt.scoring_app:create_app",
+        cmd = [sys.executable, "-m", "uvicorn", *argv[1:app], "--factory", "lexgpt.serving.scoring_app:create_app",
                *argv[app + 1:]]
         env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
         print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations (store {uri})", flush=True)
@@ -253,9 +253,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from lexgpt import registry, tracking
+    from lexgpt.tracking import registry, runs
 
-    tracking.configure()
+    runs.configure()
     info = registry.lineage(args.model)
     width = max(len(k) for k in info)
     for key, value in info.items():
@@ -264,16 +264,16 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from lexgpt import registry, tracking
+    from lexgpt.tracking import registry, runs
 
-    tracking.configure()
+    runs.configure()
     registry.set_alias(args.name, args.alias, args.version)
     print(f"{args.name}@{args.alias} -> version {args.version}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lexgpt.export import ExportTargetError, check_export_target, export_hf
+    from lexgpt.modeling.export import ExportTargetError, check_export_target, export_hf
 
     try:
         check_export_target(args.out_dir)  # before the (slow) load: a bad target is one line
@@ -286,7 +286,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:
-    from lexgpt import paths
+    from lexgpt.infra import paths
 
     uri = paths.tracking_uri()
     bin_dir = Path(sys.executable).parent
@@ -302,12 +302,12 @@ def _experiment_url(uri: str, base: str) -> str:
     """The lexgpt experiment's training runs. MLflow 3's UI remembers a GenAI-or-ML choice
     per browser (GenAI at first) that overrides the experiment's kind tag, so the link
     says ``workflowType=machine_learning``."""
-    from lexgpt import tracking
+    from lexgpt.tracking import runs
 
     page = "#/experiments"
     try:
-        tracking.configure(uri)
-        exp = tracking.client().get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
+        runs.configure(uri)
+        exp = runs.client().get_experiment_by_name(runs.DEFAULT_EXPERIMENT)
         if exp is not None:
             page = f"#/experiments/{exp.experiment_id}/runs"
     except Exception:  # noqa: BLE001 - no store yet: the experiments list
