@@ -80,6 +80,21 @@ def test_code_planted_in_the_artifact_store_never_runs(store, tiny_model_files, 
     assert marker.read_text() == "ran"
 
 
+def test_a_model_logged_before_the_subpackages_still_loads(store, tiny_model_files):
+    """Versions registered before the library moved into subpackages name the old
+    ``lexgpt.mlflow_model`` as their loader; MLflow's own loader still finds it (the shim),
+    and lexgpt's checked load never reads the MLmodel at all."""
+    _register(*tiny_model_files)
+    folder = stored_model_dir()
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"]["loader_module"] = "lexgpt.mlflow_model"
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+
+    assert mlflow.pyfunc.load_model(str(folder)).predict(["Hello"], params={"max_new_tokens": 2})
+    model, _ = packaging.load_model_for_generation("models:/lexgpt@champion")  # hashes still match
+    assert model is not None
+
+
 def test_no_lexgpt_code_loads_a_stored_mlflow_model():
     """Loading through MLflow's pyfunc reads the stored MLmodel (and imports what it names);
     lexgpt loads only the verified data files."""
