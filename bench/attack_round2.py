@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import write_episode  # noqa: E402
-from lexgpt import archive, cleaning, ingest, lexicap  # noqa: E402
+from lexgpt.data import archive, cleaning, ingest, lexicap  # noqa: E402
 
 ATTACKS = {}
 VTT = b"WEBVTT\n\n00:00.000 --> 00:01.000\n hi\n"
@@ -113,7 +113,7 @@ def _in_child(code: str, env: dict[str, str], timeout: float = 30) -> str:
 def fifo_episode(tmp: Path) -> str:
     folder = folder_of(tmp)
     os.mkfifo(folder / "episode_004_large.vtt")
-    code = ("from lexgpt import ingest, lexicap\nlexicap.source_fingerprint(%r)\n"
+    code = ("from lexgpt.data import ingest, lexicap\nlexicap.source_fingerprint(%r)\n"
             "try: ingest.ingest_folder(%r, workers=1)\nexcept ValueError as e: print('refused:', e)" % ((str(folder),) * 2))
     return _in_child(code, {"LEXICAP_ALLOW_NEAR_MISSES": ""})
 
@@ -122,7 +122,7 @@ def fifo_episode(tmp: Path) -> str:
 def fifo_rules_file(tmp: Path) -> str:
     fifo = tmp / "rules.toml"
     os.mkfifo(fifo)
-    code = ("from lexgpt import cleaning\nprint(cleaning.rules_version()[:12], end=' / ')\n"
+    code = ("from lexgpt.data import cleaning\nprint(cleaning.rules_version()[:12], end=' / ')\n"
             "try: cleaning.load_rules()\nexcept ValueError as e: print('refused:', e)")
     return _in_child(code, {"LEXGPT_CLEANING_RULES": str(fifo)})
 
@@ -275,7 +275,7 @@ def slow_rule_whole_run(tmp: Path) -> str:
     texts = ["a" * 30 + "b" for _ in range(n)]  # (a|aa)+$ backtracks: ~0.5 s per episode
     cues = pa.table({"episode_id": list(range(1, n + 1)), "cue_index": [0] * n, "start_s": [0.0] * n,
                      "end_s": [1.0] * n, "text": texts, "source_file": [f"e{i}.vtt" for i in range(n)]})
-    from lexgpt.corpus import build_corpus
+    from lexgpt.data.corpus import build_corpus
 
     rules = [cleaning.Rule("quick", "x", "y"), cleaning.Rule("catastrophic", r"(a|aa)+$", "")]
     return _refusal(lambda: build_corpus(cues, rules, budget=cleaning.RunBudget(seconds=3.0)))

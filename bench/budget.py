@@ -4,7 +4,7 @@
     python bench/budget.py --minutes 8 --only auto      # one budget, one side
 
 For each budget, trains the fixed ``cpu-small`` preset (``gpu-small`` with CUDA) and the
-shape ``lexgpt.sizing`` picks for that budget on this machine (its probe, cached under
+shape ``lexgpt.training.sizing`` picks for that budget on this machine (its probe, cached under
 ``LEXGPT_CACHE``), one after the other, never at once (two trainings on two cores slow
 each other 10x), on the same shards. Each is scored on the whole val split; the token
 5-gram baseline is printed beside them. The result table is markdown for BENCHMARKS.md.
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from lexgpt import shards, sizing
-from lexgpt.device import pick_device
-from lexgpt.model import GPTConfig
-from lexgpt.train import TrainConfig, load_token_chars, train
+from lexgpt.data import shards
+from lexgpt.modeling.model import GPTConfig
+from lexgpt.training import sizing
+from lexgpt.training.device import pick_device
+from lexgpt.training.train import TrainConfig, load_token_chars, train
 
 
 def run_one(side: str, minutes: float, data: Path, vocab: int, train_tokens: int, token_chars, dtype: str) -> dict:
@@ -74,7 +75,7 @@ def main() -> None:
                 rows.append(run_one(side, minutes, args.data, manifest["vocab_size"],
                                     manifest["splits"]["train"]["tokens"], token_chars, args.dtype))
                 print(json.dumps(rows[-1]), flush=True)
-    from lexgpt import ngram
+    from lexgpt.evaluation import ngram
 
     baseline = ngram.baseline_from_shards(args.data, token_chars, order=5).val_bpc
     print("\n| budget | side | shape | params | steps | tokens/param | tokens/s | full-val bits/char |")

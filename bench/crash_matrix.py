@@ -83,10 +83,10 @@ def install_crash(point: str) -> None:
     import signal
     import threading
 
-    import lexgpt.atomic
-    import lexgpt.bpe
-    import lexgpt.shards
-    import lexgpt.tracking
+    import lexgpt.data.shards
+    import lexgpt.infra.atomic
+    import lexgpt.tokenizer.bpe
+    import lexgpt.tracking.runs
 
     def die(sig=signal.SIGKILL):
         os.kill(os.getpid(), sig)
@@ -94,7 +94,7 @@ def install_crash(point: str) -> None:
 
     kind, _, target = point.partition(":")
     if kind in ("mid_write", "after_write"):
-        real = lexgpt.atomic.atomic_path
+        real = lexgpt.infra.atomic.atomic_path
 
         @contextlib.contextmanager
         def crashing(dest):
@@ -105,7 +105,7 @@ def install_crash(point: str) -> None:
             if kind == "after_write" and Path(dest).name == target:
                 die()  # renamed into place; Dagster has not recorded it
 
-        for module in (lexgpt.atomic, lexgpt.shards, lexgpt.bpe):
+        for module in (lexgpt.infra.atomic, lexgpt.data.shards, lexgpt.tokenizer.bpe):
             if getattr(module, "atomic_path", None) is real:
                 module.atomic_path = crashing
     elif kind in ("mid_training", "ctrl_c_mid_training"):
@@ -122,15 +122,15 @@ def install_crash(point: str) -> None:
 
         dg.PipesSubprocessClient.run = run
     elif kind == "mid_mlflow_logging":
-        lexgpt.tracking.log_metrics_final = lambda *a, **k: die()  # the run is open, metrics half-logged
+        lexgpt.tracking.runs.log_metrics_final = lambda *a, **k: die()  # the run is open, metrics half-logged
     elif kind == "mid_model_logging":
         import mlflow.pyfunc
 
         mlflow.pyfunc.log_model = lambda *a, **k: die()
     elif kind == "between_register_and_alias":
-        import lexgpt.registry
+        import lexgpt.tracking.registry
 
-        lexgpt.registry.promote = lambda *a, **k: die()
+        lexgpt.tracking.registry.promote = lambda *a, **k: die()
     else:
         raise SystemExit(f"unknown crash point {point!r} (points: {', '.join(POINTS)})")
 
@@ -312,7 +312,7 @@ def prepare(work: Path) -> tuple[Path, Path]:
     (work / "tiny.yaml").write_text(TINY)
     home = work / "home"
     home.mkdir()
-    shutil.copyfile(REPO / "lexgpt" / "cleaning_rules.toml", home / "cleaning_rules.toml")
+    shutil.copyfile(REPO / "lexgpt" / "data" / "cleaning_rules.toml", home / "cleaning_rules.toml")
     proc = cli(_env(home, vtt), "refresh", "--config", str(work / "tiny.yaml"))
     if proc.returncode != 0:
         raise SystemExit(f"baseline refresh failed:\n{proc.stdout}\n{proc.stderr}")

@@ -5,7 +5,7 @@
 
 Both paths sample greedily from the same prompt and must produce the same tokens. With
 ``block_size`` below prompt + new tokens the window slides in hops (see
-``lexgpt.generate``): the cache re-encodes ``keep`` tokens once per hop instead of the
+``lexgpt.generation.generate``): the cache re-encodes ``keep`` tokens once per hop instead of the
 whole window every token.
 """
 
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from lexgpt.generate import generate
-from lexgpt.model import GPT, GPTConfig
+from lexgpt.generation.generate import generate
+from lexgpt.modeling.model import GPT, GPTConfig
 
 
 def timed(model: GPT, prompt: list[int], n: int, use_cache: bool, repeat: int = 1) -> tuple[float, list[int]]:

@@ -1,9 +1,9 @@
-"""Time raw ingestion (``lexgpt.ingest.read_cues``) on the full Lexicap folder.
+"""Time raw ingestion (``lexgpt.data.ingest.read_cues``) on the full Lexicap folder.
 
     python bench/ingest.py [--folder DIR] [--workers N] [--repeat 3]
 
 The folder defaults to ``$LEXICAP_DIR``, else ``../shared/lexicap/vtt`` next to the repo
-(``lexgpt.paths.lexicap_dir``).
+(``lexgpt.infra.paths.lexicap_dir``).
 Each repeat is a full cold-pool run (process start-up included); the best is reported.
 """
 
@@ -14,8 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from lexgpt import paths
-from lexgpt.ingest import read_cues, summarize
+from lexgpt.data.ingest import read_cues, summarize
+from lexgpt.infra import paths
 
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.checkpoint import load_model
-from lexgpt.generate import generate
-from lexgpt.gguf_export import export_gguf
-from lexgpt.shards import read_manifest
+from lexgpt.tokenizer.bpe import BPETokenizer
+from lexgpt.modeling.checkpoint import load_model
+from lexgpt.generation.generate import generate
+from lexgpt.modeling.gguf_export import export_gguf
+from lexgpt.data.shards import read_manifest
 
 PROMPTS = ("What is consciousness?", "I think that", "The meaning of life is")
 

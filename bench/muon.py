@@ -1,5 +1,5 @@
 """Muon's optimizer step alone: ``torch.optim.Muon`` (per matrix, bfloat16) against
-``lexgpt.muon.Muon`` (batched by shape, float32 on CPU), on a preset's matrices.
+``lexgpt.training.muon.Muon`` (batched by shape, float32 on CPU), on a preset's matrices.
 
     python bench/muon.py --preset cpu-small --repeat 5
 
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from lexgpt.model import GPT, GPTConfig
-from lexgpt.muon import Muon
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.training.muon import Muon
 
 
 def _matrices(model: GPT) -> list[torch.nn.Parameter]:
@@ -59,7 +59,7 @@ def main() -> None:
     n = len(_matrices(model))
     print(json.dumps({"preset": args.preset, "matrices": n, "impl": "torch.optim.Muon (bf16, per matrix)",
                       "step_s": round(torch_s, 4)}))
-    print(json.dumps({"preset": args.preset, "matrices": n, "impl": "lexgpt.muon.Muon (fp32 on CPU, batched)",
+    print(json.dumps({"preset": args.preset, "matrices": n, "impl": "lexgpt.training.muon.Muon (fp32 on CPU, batched)",
                       "step_s": round(ours_s, 4), "speedup": round(torch_s / ours_s, 1),
                       "max_weight_diff_vs_torch_in_bf16": diff}))
 

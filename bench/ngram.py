@@ -2,7 +2,7 @@
 
     python bench/ngram.py --shards data_lake/token_shards --tokenizer data_lake/bpe_vocab/tokenizer.json
 
-Fits ``lexgpt.ngram.KneserNey`` on ``train.bin`` and scores every token of ``val.bin``
+Fits ``lexgpt.evaluation.ngram.KneserNey`` on ``train.bin`` and scores every token of ``val.bin``
 for each ``--orders`` (default 3 4 5), one JSON line per order, then a Markdown table.
 Peak memory is the process's high-water mark so far (orders run from small to large,
 so each line's figure is that order's peak or an earlier, smaller order's). CPU seconds
@@ -20,8 +20,8 @@ import resource
 import sys
 from pathlib import Path
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.ngram import baseline_from_shards
+from lexgpt.evaluation.ngram import baseline_from_shards
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 
 def _cpu_seconds() -> float:

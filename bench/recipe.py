@@ -6,9 +6,9 @@
 Old: the GPT-2 block this project started from (learned positions, LayerNorm with biases,
 GELU MLP, tied embedding; AdamW, linear warmup + cosine, fp32), kept here as compact
 reference code and trained by its own short loop, as ``lexgpt`` did then (4 x 128, block
-128, batch 16, lr 3e-3 -> 3e-4). Ours: ``lexgpt.train`` with the ``cpu-small`` recipe.
-Both are scored by ``lexgpt.loss_eval.evaluate`` on the whole val split; the n-gram
-baseline (``lexgpt.ngram``) is printed beside them.
+128, batch 16, lr 3e-3 -> 3e-4). Ours: ``lexgpt.training.train`` with the ``cpu-small`` recipe.
+Both are scored by ``lexgpt.evaluation.loss_eval.evaluate`` on the whole val split; the n-gram
+baseline (``lexgpt.evaluation.ngram``) is printed beside them.
 Runs one after the other, never at once: two trainings on two cores slow each other 10x.
 """
 
@@ -29,12 +29,12 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.checkpoint import load_model
-from lexgpt.dataloader import BatchSampler
-from lexgpt.loss_eval import evaluate
-from lexgpt.model import GPT, GPTConfig
-from lexgpt.train import TrainConfig, load_token_chars, shards_vocab_size, train
+from lexgpt.data.dataloader import BatchSampler
+from lexgpt.evaluation.loss_eval import evaluate
+from lexgpt.modeling.checkpoint import load_model
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.tokenizer.bpe import BPETokenizer
+from lexgpt.training.train import TrainConfig, load_token_chars, shards_vocab_size, train
 
 
 class OldBlock(nn.Module):
@@ -64,7 +64,7 @@ class OldGPT(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.lm_head = nn.Linear(d, vocab, bias=False)
         self.wte.weight = self.lm_head.weight  # tied
-        self.config = SimpleNamespace(block_size=block)  # what lexgpt.generate reads
+        self.config = SimpleNamespace(block_size=block)  # what lexgpt.generation.generate reads
         for name, p in self.named_parameters():
             if p.dim() >= 2:  # GPT-2 init; residual projections scaled by depth
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("c_proj.weight", "mlp.2.weight")) else 0.02
@@ -86,7 +86,7 @@ PROMPTS = ["What do you think about language models?", "Is there free will?", "W
 
 def samples(model: nn.Module, tokenizer, use_cache: bool) -> list[str]:
     """Seeded samples for PROMPTS, through the project's one generation function."""
-    from lexgpt.generate import generate, qa_prompt
+    from lexgpt.generation.generate import generate, qa_prompt
 
     out = []
     for i, question in enumerate(PROMPTS):
@@ -137,7 +137,7 @@ def train_ours(data: Path, vocab: int, minutes: float, token_chars: np.ndarray, 
 
 
 def ngram_baseline(data: Path, token_chars: np.ndarray) -> dict:
-    from lexgpt import ngram
+    from lexgpt.evaluation import ngram
 
     score = ngram.baseline_from_shards(data, token_chars, order=5)
     return {"recipe": "token 5-gram Kneser-Ney", "val_bpc": score.val_bpc, "val_loss": score.val_loss}

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lexgpt import paths
-from lexgpt.bpe import EOT, BPETokenizer
-from lexgpt.tokenizer_export import export_hf, to_tiktoken
+from lexgpt.infra import paths
+from lexgpt.tokenizer.bpe import EOT, BPETokenizer
+from lexgpt.tokenizer.tokenizer_export import export_hf, to_tiktoken
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT / "data_lake" / "cleaned_corpus" / "corpus.parquet"

@@ -7,7 +7,7 @@
 ``--synthetic`` trains on random tokens (throughput only; the loss means nothing), so it
 runs before the real shards exist. With real shards it reports the full-val bits/char
 reached in the budget (the schedule anneals to the budget). Unset options take the
-preset's recipe (``lexgpt.train.RECIPES``), which is what the pipeline trains with.
+preset's recipe (``lexgpt.training.train.RECIPES``), which is what the pipeline trains with.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lexgpt.device import peak_flops, pick_device
-from lexgpt.model import GPT, GPTConfig
-from lexgpt.train import TrainConfig, load_token_chars, shards_vocab_size, train
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.training.device import peak_flops, pick_device
+from lexgpt.training.train import TrainConfig, load_token_chars, shards_vocab_size, train
 
 
 def synthetic_shards(folder: Path, vocab_size: int, n_tokens: int = 2_000_000) -> np.ndarray:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.model_commands import add_model_commands
+from pipelines.registry_commands import add_registry_commands
 from pipelines.verdict import verdict
 
 
@@ -65,7 +66,7 @@ def _sources_now(defs) -> dict[str, str]:
     Only for a local folder: without one the source is the cached download, which status
     must not fetch.
     """
-    from lexgpt import paths
+    from lexgpt.infra import paths
     from pipelines.definitions import SOURCE_ASSET
 
     source = defs.resources["source"]
@@ -80,7 +81,7 @@ def _sources_now(defs) -> dict[str, str]:
 
 def _ignored_source_lines(defs) -> list[str]:
     """Entries of the source folder that are not ingested, and why (issue 9, section 1)."""
-    from lexgpt import lexicap
+    from lexgpt.data import lexicap
 
     try:
         scan = lexicap.scan_source(defs.resources["source"].resolve())
@@ -98,7 +99,7 @@ def _ignored_source_lines(defs) -> list[str]:
 def _fail_runs_of_a_killed_writer(instance) -> None:
     """If the last writer was killed (its record is still in the lock file), mark the runs it
     left in progress failed now; skip if a writer is running (its runs are alive)."""
-    from lexgpt import lock, paths
+    from lexgpt.infra import lock, paths
     from pipelines.writers import hold_home
 
     record = lock.holder(paths.home())
@@ -142,7 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from lexgpt.lock import LockBusy
+    from lexgpt.infra.lock import LockBusy
     from pipelines.staleness import Interrupted, RefreshError, asset_nodes, refresh
     from pipelines.writers import hold_home
 
@@ -231,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    add_model_commands(sub)  # generate, chat, compare, serve, lineage, promote, mlflow-ui
+    add_model_commands(sub)  # generate, chat, compare, serve
+    add_registry_commands(sub)  # lineage, promote, export, mlflow-ui
 
     p = sub.add_parser("ui", help="start the Dagster web UI")
     p.add_argument("--host", default="127.0.0.1")
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The command, with the everyday mistakes (bad config, bad value, missing model)
     turned into one line on stderr."""
-    from lexgpt.generation_params import GenerationParamError
+    from lexgpt.generation.generation_params import GenerationParamError
     from pipelines.run_defaults import ConfigFileError
 
     try:
@@ -280,7 +282,7 @@ def _run(args: argparse.Namespace) -> int:
         if not isinstance(err, MlflowException):
             raise
         # A missing model, version or alias is a user's everyday mistake, not a crash.
-        from lexgpt import paths
+        from lexgpt.infra import paths
 
         print(f"lexgpt {args.command}: {err.message}", file=sys.stderr)
         if "not found" in err.message.lower():

@@ -11,32 +11,42 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines import automation
-from pipelines.assets import baseline, data, registration, samples, tokens, training
+from pipelines.assets import (
+    bpe_vocab,
+    cleaned_corpus,
+    evaluation_samples,
+    lexicap_vtt,
+    ngram_baseline,
+    raw_subtitles,
+    registered_model,
+    token_shards,
+    trained_model,
+)
 from pipelines.resources import DataLake, LexicapSource, MlflowTracking, TrainingLauncher
 
 # Every materializable asset gets the automation condition; the source brings its own.
 ASSETS = automation.with_conditions([
-    data.lexicap_vtt,
-    data.raw_subtitles,
-    data.cleaned_corpus,
-    tokens.bpe_vocab,
-    tokens.token_shards,
-    baseline.ngram_baseline,  # before the model: a refresh walks in this order where the graph allows
-    training.trained_model,
-    registration.registered_model,
-    samples.evaluation_samples,
+    lexicap_vtt.lexicap_vtt,
+    raw_subtitles.raw_subtitles,
+    cleaned_corpus.cleaned_corpus,
+    bpe_vocab.bpe_vocab,
+    token_shards.token_shards,
+    ngram_baseline.ngram_baseline,  # before the model: a refresh walks in this order where the graph allows
+    trained_model.trained_model,
+    registered_model.registered_model,
+    evaluation_samples.evaluation_samples,
 ])
 
 # Standalone checks run with their asset (in refresh's runs and in automation's).
 CHECKS = [
-    data.corpus_matches_schema,
-    tokens.val_shard_decodes_to_corpus,
-    tokens.token_ids_below_vocab_size,
-    training.val_bpc_within_bound,
-    baseline.beats_ngram_baseline,
+    cleaned_corpus.corpus_matches_schema,
+    token_shards.val_shard_decodes_to_corpus,
+    token_shards.token_ids_below_vocab_size,
+    trained_model.val_bpc_within_bound,
+    ngram_baseline.beats_ngram_baseline,
 ]
 
-SOURCE_ASSET = data.lexicap_vtt.key.to_user_string()
+SOURCE_ASSET = lexicap_vtt.lexicap_vtt.key.to_user_string()
 
 RESOURCES = {
     "source": LexicapSource(),
@@ -59,5 +69,5 @@ defs = dg.Definitions(
     asset_checks=CHECKS,
     jobs=[all_assets_job],
     resources=RESOURCES,
-    sensors=[automation.automation_sensor(sources=[data.lexicap_vtt.key])],
+    sensors=[automation.automation_sensor(sources=[lexicap_vtt.lexicap_vtt.key])],
 )

@@ -12,8 +12,8 @@ from typing import Any
 
 import dagster as dg
 
-from lexgpt import atomic
-from lexgpt.hashing import sha256_files, sha256_json
+from lexgpt.infra import atomic
+from lexgpt.infra.hashing import sha256_files, sha256_json
 
 FILES_KEY = "files_sha256"
 CONFIG_HASH_KEY = "config_sha256"  # the run config an asset was made with (run config is no part of versions)

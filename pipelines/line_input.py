@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 
-
 MAX_LINE_BYTES = 1 << 20  # the same bound as a request body to the servers
 
 

@@ -1,8 +1,8 @@
-"""The ``lexgpt`` commands about models: generate, chat, compare, serve, lineage, promote,
-mlflow-ui.
+"""The ``lexgpt`` commands that run a model: generate, chat, compare, serve (the registry's
+commands are in :mod:`pipelines.registry_commands`).
 
-Every command that samples text goes through :func:`lexgpt.generate.stream_text` with a
-:class:`lexgpt.generate.GenerationParams` built from the same flags (same defaults as the
+Every command that samples text goes through :func:`lexgpt.generation.generate.stream_text` with a
+:class:`lexgpt.generation.generate.GenerationParams` built from the same flags (same defaults as the
 served model and ``evaluation_samples``); a bad value is refused in one line.
 """
 
@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lexgpt.generation_params import (
+from lexgpt.generation.generation_params import (
     MIN_TEMPERATURE,
     MIN_TOP_P,
     GenerationParamError,
@@ -50,9 +50,9 @@ def _params(args: argparse.Namespace, **override) -> GenerationParams:
 
 
 def _load(model_uri: str):
-    from lexgpt import packaging, tracking
+    from lexgpt.tracking import packaging, runs
 
-    tracking.configure()
+    runs.configure()
     return packaging.load_model_for_generation(model_uri)
 
 
@@ -64,7 +64,7 @@ def _read_text(path: str, what: str) -> str:
 
 
 def _stream(model, tokenizer, prompt: str, params: GenerationParams) -> str:
-    from lexgpt.generate import stream_text
+    from lexgpt.generation.generate import stream_text
 
     pieces = []
     for piece in stream_text(model, tokenizer, prompt, params):
@@ -108,7 +108,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if not 1 <= args.num_samples <= MAX_SAMPLES:
             raise GenerationParamError(f"--num-samples must be from 1 to {MAX_SAMPLES}, got {args.num_samples}")
         first = _params(args)
-        from lexgpt.generate import check_prompt, qa_prompt
+        from lexgpt.generation.generate import check_prompt, qa_prompt
 
         check_prompt(prompt)
     except GenerationParamError as err:
@@ -164,7 +164,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _val_bpc(model_uri: str) -> float | None:
-    from lexgpt import registry
+    from lexgpt.tracking import registry
 
     if not model_uri.startswith("models:/"):
         return None
@@ -193,7 +193,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         base = _params(args)
     except GenerationParamError as err:
         return _fail("compare", str(err))
-    from lexgpt.generate import complete
+    from lexgpt.generation.generate import complete
 
     models = [(uri, *_load(uri), _val_bpc(uri)) for uri in (args.model_a, args.model_b)]
     width = max(30, (shutil.get_terminal_size((160, 24)).columns - 3) // 2)
@@ -213,14 +213,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """MLflow's scoring server over a checked copy of the model's files (hashes from the
     registry), with an MLmodel written by the installed lexgpt: nothing from the artifact
-    store is imported. ``--openai``: :mod:`lexgpt.openai_api` over the same checked files."""
+    store is imported. ``--openai``: :mod:`lexgpt.serving.openai_api` over the same checked files."""
     import subprocess
     import tempfile
 
-    from lexgpt import packaging, tracking
+    from lexgpt.tracking import packaging, runs
 
     if args.openai:
-        from lexgpt import openai_api
+        from lexgpt.serving import openai_api
 
         if args.workers != 1:
             return _fail("serve", "--openai runs one process (generation takes the CPU); leave --workers out")
@@ -237,17 +237,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from mlflow.pyfunc.scoring_server import get_cmd
 
-    uri = tracking.configure()  # also re-points a moved home (lexgpt.moved_home)
+    uri = runs.configure()  # also re-points a moved home (lexgpt.tracking.moved_home)
     bin_dir = str(Path(sys.executable).parent)
     with tempfile.TemporaryDirectory(prefix="lexgpt-serve-") as tmp:
         local = packaging.stage_for_serving(args.model, tmp)
         # MLflow's own command and environment (`mlflow models serve --env-manager local`
-        # runs the same), with its app behind a request-body bound (lexgpt.scoring_app).
+        # runs the same), with its app behind a request-body bound (lexgpt.serving.scoring_app).
         command, env = get_cmd(str(local), port=args.port, host="127.0.0.1", timeout=args.timeout,
                                nworkers=args.workers)
         argv = shlex.split(command)
         app = argv.index("mlflow.pyfunc.scoring_server.app:app")
-        cmd = [sys.executable, "-m", "uvicorn", *argv[1:app], "--factory", "lexgpt.scoring_app:create_app",
+        cmd = [sys.executable, "-m", "uvicorn", *argv[1:app], "--factory", "lexgpt.serving.scoring_app:create_app",
                *argv[app + 1:]]
         env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
         print(f"serving {args.model} on http://127.0.0.1:{args.port}/invocations (store {uri})", flush=True)
@@ -255,91 +255,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return subprocess.run(cmd, env=env).returncode
         except KeyboardInterrupt:
             return 130
-
-
-def cmd_lineage(args: argparse.Namespace) -> int:
-    from lexgpt import registry, tracking
-
-    tracking.configure()
-    info = registry.lineage(args.model)
-    width = max(len(k) for k in info)
-    for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from lexgpt import registry, tracking
-
-    tracking.configure()
-    registry.set_alias(args.name, args.alias, args.version)
-    print(f"{args.name}@{args.alias} -> version {args.version}")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    if args.format == "gguf":
-        return _export_gguf(args)
-    from lexgpt.export import ExportTargetError, check_export_target, export_hf
-
-    if args.dtype != "f32":
-        return _fail("export", f"--dtype {args.dtype}: the Hugging Face export is float32; "
-                     "use --format gguf for bf16")
-    try:
-        check_export_target(args.out)  # before the (slow) load: a bad target is one line
-        model, tokenizer = _load(args.model)
-        out = export_hf(model, tokenizer, args.out)
-    except ExportTargetError as err:
-        return _fail("export", str(err))
-    print(f"{args.model} -> {out} (load with transformers.AutoModelForCausalLM.from_pretrained('{out}'))")
-    return 0
-
-
-def _export_gguf(args: argparse.Namespace) -> int:
-    try:
-        from lexgpt.gguf_export import GGUFTargetError, check_gguf_target, export_gguf
-    except ImportError:
-        return _fail("export", "--format gguf needs the gguf package: pip install 'lexgpt[gguf]'")
-    try:
-        check_gguf_target(args.out)  # before the (slow) load
-        model, tokenizer = _load(args.model)
-        out = export_gguf(model, tokenizer, args.out, dtype=args.dtype)
-    except GGUFTargetError as err:
-        return _fail("export", str(err))
-    ctx = model.config.block_size
-    print(f"{args.model} -> {out} ({args.dtype}, context {ctx} tokens; run it with: "
-          f"llama-completion -m {out} -c {ctx} -p 'I think that' -n 64)")
-    return 0
-
-
-def cmd_mlflow_ui(args: argparse.Namespace) -> int:
-    from lexgpt import paths
-
-    uri = paths.tracking_uri()
-    bin_dir = Path(sys.executable).parent
-    mlflow_cli = bin_dir / "mlflow"
-    print(f"MLflow UI on {_experiment_url(uri, f'http://{args.host}:{args.port}')} "
-          f"(store {uri}, {args.workers} worker(s))", flush=True)
-    os.execvp(str(mlflow_cli) if mlflow_cli.exists() else "mlflow",
-              ["mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", paths.artifact_root(),
-               "-h", args.host, "-p", str(args.port), "--workers", str(args.workers)])
-
-
-def _experiment_url(uri: str, base: str) -> str:
-    """The lexgpt experiment's training runs. MLflow 3's UI remembers a GenAI-or-ML choice
-    per browser (GenAI at first) that overrides the experiment's kind tag, so the link
-    says ``workflowType=machine_learning``."""
-    from lexgpt import tracking
-
-    page = "#/experiments"
-    try:
-        tracking.configure(uri)
-        exp = tracking.client().get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
-        if exp is not None:
-            page = f"#/experiments/{exp.experiment_id}/runs"
-    except Exception:  # noqa: BLE001 - no store yet: the experiments list
-        pass
-    return f"{base}/{page}?workflowType=machine_learning"
 
 
 def add_model_commands(sub) -> None:
@@ -376,27 +291,3 @@ def add_model_commands(sub) -> None:
                    help="serve the OpenAI API instead (/v1/chat/completions, /v1/completions, streaming) "
                         "for any OpenAI client: base_url http://127.0.0.1:PORT/v1")
     p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("lineage", help="data versions, rules hash and commit behind a model")
-    p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
-    p.set_defaults(func=cmd_lineage)
-
-    p = sub.add_parser("promote", help="point an alias (champion by default) at a model version")
-    p.add_argument("version")
-    p.add_argument("--alias", default="champion")
-    p.add_argument("--name", default="lexgpt")
-    p.set_defaults(func=cmd_promote)
-
-    p = sub.add_parser("export", help="write a model for Hugging Face transformers (a folder) or llama.cpp (a GGUF file)")
-    p.add_argument("model", help="MLflow model URI, e.g. models:/lexgpt@champion")
-    p.add_argument("out", help="hf: a folder for model.safetensors, config.json, tokenizer.json; "
-                   "gguf: a file, e.g. lexgpt.gguf")
-    p.add_argument("--format", choices=("hf", "gguf"), default="hf", help="hf (default) or gguf (llama.cpp, Ollama)")
-    p.add_argument("--dtype", choices=("f32", "bf16"), default="f32", help="gguf: weight type of the matrices")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("mlflow-ui", help="start the MLflow web UI", formatter_class=fmt)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--workers", type=int, default=1, help="server processes (each ~250 MB)")
-    p.set_defaults(func=cmd_mlflow_ui)

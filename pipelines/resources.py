@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from lexgpt import paths
+from lexgpt.infra import paths
 
 
 class DataLake(dg.ConfigurableResource):
@@ -94,7 +94,7 @@ class DataLake(dg.ConfigurableResource):
         return pl.read_parquet(self.corpus_file())
 
     def load_tokenizer(self):
-        from lexgpt.bpe import BPETokenizer
+        from lexgpt.tokenizer.bpe import BPETokenizer
 
         return BPETokenizer.load(self.tokenizer_file())
 
@@ -149,14 +149,14 @@ class LexicapSource(dg.ConfigurableResource):
     variant: str = "large"
 
     def resolve(self) -> Path:
-        from lexgpt.lexicap import resolve_source
+        from lexgpt.data.lexicap import resolve_source
 
         return resolve_source(self.variant, folder=Path(self.folder) if self.folder else None)
 
     def data_version(self) -> str:
         """The source's version now: a hash of its VTT files' names and contents."""
-        from lexgpt import lexicap
-        from lexgpt.hashing import short
+        from lexgpt.data import lexicap
+        from lexgpt.infra.hashing import short
 
         return short(lexicap.source_fingerprint(self.resolve(), self.variant))
 
@@ -170,10 +170,10 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def setup(self) -> str:
         """Point mlflow at the store and the experiment; returns the experiment id."""
-        from lexgpt import tracking
+        from lexgpt.tracking import runs
 
-        tracking.configure(self.tracking_uri)
-        return tracking.get_or_create_experiment(self.experiment)
+        runs.configure(self.tracking_uri)
+        return runs.get_or_create_experiment(self.experiment)
 
     def run_url(self, run_id: str, experiment_id: str) -> str:
         """The run's page in ``lexgpt mlflow-ui`` (127.0.0.1:5000)."""
@@ -181,9 +181,9 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def tracking_uri_now(self) -> str:
         """The store's URI, resolved (a training process in another working folder uses it)."""
-        from lexgpt import tracking
+        from lexgpt.tracking import runs
 
-        return tracking.configure(self.tracking_uri)
+        return runs.configure(self.tracking_uri)
 
 
 class TrainingLauncher(dg.ConfigurableResource):

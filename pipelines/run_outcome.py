@@ -45,7 +45,7 @@ def failure_message(result) -> str:
         while err.cause is not None and "dagster" in (err.cls_name or "").lower():
             err = err.cause
         message = err.message.strip()
-        # "lexgpt.atomic.LakeWriteError: cannot write ..." -> "cannot write ..."
+        # "lexgpt.infra.atomic.LakeWriteError: cannot write ..." -> "cannot write ..."
         if err.cls_name and message.split(":", 1)[0].endswith(err.cls_name) and err.cls_name.endswith("Error") \
                 and err.cls_name not in ("ValueError", "RuntimeError", "KeyError", "TypeError"):
             message = message.split(":", 1)[1].strip()

@@ -36,8 +36,8 @@ from typing import Any
 
 import dagster as dg
 
-from lexgpt import paths
-from lexgpt.interrupts import stop_on_interrupt
+from lexgpt.infra import paths
+from lexgpt.infra.interrupts import stop_on_interrupt
 from pipelines.lake import (
     CONFIG_HASH_KEY,
     CODE_VERSION_TAG,
@@ -120,10 +120,10 @@ def effective_config(overrides: Mapping[str, Mapping[str, Any]] | None = None) -
     """
     import pydantic
 
-    from pipelines.assets.baseline import NgramConfig
-    from pipelines.assets.samples import SamplesConfig
-    from pipelines.assets.training import TrainingConfig
-    from pipelines.assets.tokens import BPEConfig
+    from pipelines.assets.bpe_vocab import BPEConfig
+    from pipelines.assets.evaluation_samples import SamplesConfig
+    from pipelines.assets.ngram_baseline import NgramConfig
+    from pipelines.assets.trained_model import TrainingConfig
 
     overrides = overrides or {}
     classes = {"bpe_vocab": BPEConfig, "ngram_baseline": NgramConfig, "trained_model": TrainingConfig,
@@ -313,7 +313,7 @@ def refresh(
     try:
         # Records Ctrl-C as well as raising it: a KeyboardInterrupt swallowed by a GC
         # callback (SQLAlchemy's, while Dagster writes the run) still stops the walk, and
-        # the training loop inside the run sees it too (lexgpt.interrupts).
+        # the training loop inside the run sees it too (lexgpt.infra.interrupts).
         with stop_on_interrupt() as stop:
             observe_sources(defs, instance, on_run)
             staleness = Staleness(defs, instance, effective_config)

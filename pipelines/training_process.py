@@ -2,7 +2,7 @@
 
 Run by a Dagster Pipes client, alone or as every rank under ``torchrun``. ``PLAN`` is the
 JSON file the asset wrote: the model and training config, the shards folder, the tokenizer
-and the work folder (checkpoints, weights). Each rank trains (:func:`lexgpt.train_loop.train`);
+and the work folder (checkpoints, weights). Each rank trains (:func:`lexgpt.training.train_loop.train`);
 rank 0 alone talks back: live metrics into the MLflow run the asset opened, log lines and
 the final numbers through Pipes. The other ranks are silent.
 
@@ -43,10 +43,10 @@ def _end_with_launcher(pid: int, poll_s: float = 1.0) -> None:
 
 
 def _train(plan: dict, on_metrics=None, progress: bool = False):
-    from lexgpt.bpe import BPETokenizer
-    from lexgpt.model import GPTConfig
-    from lexgpt.train_config import TrainConfig
-    from lexgpt.train_loop import train
+    from lexgpt.modeling.model import GPTConfig
+    from lexgpt.tokenizer.bpe import BPETokenizer
+    from lexgpt.training.train_config import TrainConfig
+    from lexgpt.training.train_loop import train
 
     token_chars = BPETokenizer.load(plan["tokenizer"]).token_char_counts()
     return train(GPTConfig.from_dict(plan["model"]), TrainConfig(**plan["train"]), plan["shards_dir"],
@@ -63,17 +63,18 @@ def _summary(result, world: int) -> dict:
 def _rank0(plan: dict, world: int) -> None:
     from dagster_pipes import open_dagster_pipes
 
-    from lexgpt import atomic, tracking
+    from lexgpt.infra import atomic
+    from lexgpt.tracking import runs
 
     with open_dagster_pipes() as pipes:
         run_id = pipes.get_extra("mlflow_run_id")
-        tracking.configure(pipes.get_extra("tracking_uri"))
+        runs.configure(pipes.get_extra("tracking_uri"))
 
         def on_row(step: int, metrics: dict) -> None:
             if "val_bpc" in metrics:
                 pipes.log.info(f"step {step}: val {metrics['val_bpc']:.4f} bits/char")
 
-        live = tracking.LiveMetrics(run_id, on_row=on_row)
+        live = runs.LiveMetrics(run_id, on_row=on_row)
         result = _train(plan, on_metrics=live, progress=True)
         live.close(result.history)
         atomic.write_json(Path(plan["out_dir"]) / HISTORY_FILE, result.history)

@@ -1,6 +1,6 @@
 """The verdict a refresh prints after it registered a model: per-asset times, the new
 version's val bits/char and alias, the champion, the n-gram baseline and a few samples, read
-from what Dagster and MLflow recorded (the lines themselves: :mod:`lexgpt.report`)."""
+from what Dagster and MLflow recorded (the lines themselves: :mod:`lexgpt.evaluation.report`)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def _run_seconds(instance, run_id: str | None) -> float | None:
 
 
 def verdict(instance, executed: list[str]) -> list[str]:
-    """The lines :func:`lexgpt.report.verdict_lines` prints after a refresh that registered a
+    """The lines :func:`lexgpt.evaluation.report.verdict_lines` prints after a refresh that registered a
     model (none otherwise), from what Dagster and MLflow recorded."""
-    from lexgpt.report import verdict_lines
+    from lexgpt.evaluation.report import verdict_lines
 
     if "registered_model" not in executed:
         return []
@@ -46,9 +46,9 @@ def verdict(instance, executed: list[str]) -> list[str]:
         champion = (str(model["previous_champion_version"]), model.get("previous_champion_val_bpc"))
     if alias == "challenger":  # compared with the champion that stays
         try:
-            from lexgpt import registry, tracking
+            from lexgpt.tracking import registry, runs
 
-            tracking.configure()
+            runs.configure()
             current = registry.version_by_alias("lexgpt", registry.CHAMPION)
             if current is not None:
                 champion = (str(current.version), registry.version_val_bpc(current))

@@ -21,7 +21,7 @@ import ast
 import importlib.util
 from pathlib import Path
 
-from lexgpt.hashing import sha256_bytes, sha256_json
+from lexgpt.infra.hashing import sha256_bytes, sha256_json
 
 
 def _drop_docstrings(tree: ast.AST) -> ast.AST:
@@ -41,7 +41,7 @@ def semantic_hash(source: str) -> str:
 
 
 def module_source_hash(*modules: str) -> str:
-    """Semantic hash of the given modules' sources (``lexgpt.bpe`` etc.)."""
+    """Semantic hash of the given modules' sources (``lexgpt.tokenizer.bpe`` etc.)."""
     parts = []
     for name in modules:
         spec = importlib.util.find_spec(name)

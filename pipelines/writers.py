@@ -2,7 +2,7 @@
 
 Every command that writes (``lexgpt run`` / ``refresh``) and every asset materialization
 (the :class:`~pipelines.resources.DataLake` resource, so runs from the Dagster UI too)
-holds :func:`lexgpt.lock.hold` on ``LEXGPT_HOME``. The writer records the Dagster runs it
+holds :func:`lexgpt.infra.lock.hold` on ``LEXGPT_HOME``. The writer records the Dagster runs it
 starts in the lock file; if it is killed, the next writer finds that record and marks the
 runs it left in progress as failed, in Dagster and in MLflow. (Dagster's own run
 monitoring cannot: the default run launcher has no worker health check, and runs started
@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from lexgpt import lock, paths
+from lexgpt.infra import lock, paths
 
 IN_PROGRESS = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
@@ -26,7 +26,7 @@ MLFLOW_DAGSTER_RUN_TAG = "dagster_run_id"  # trained_model tags its MLflow run w
 
 @contextlib.contextmanager
 def hold_home(command: str, instance: dg.DagsterInstance, log: Callable[[str], None] = print) -> Iterator[lock.HomeLock]:
-    """Hold the home's writer lock (raises :class:`lexgpt.lock.LockBusy` at once if taken);
+    """Hold the home's writer lock (raises :class:`lexgpt.infra.lock.LockBusy` at once if taken);
     first clean up after a killed previous holder."""
     with lock.hold(paths.home(), command) as held:
         if held.abandoned is not None:
@@ -63,9 +63,9 @@ def _fail_mlflow_runs(dagster_runs: list[str], who: str) -> list[str]:
         return []  # nothing was ever logged: don't create a store just to look
     from mlflow.tracking import MlflowClient
 
-    from lexgpt import tracking
+    from lexgpt.tracking import runs
 
-    tracking.configure()
+    runs.configure()
     client = MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:

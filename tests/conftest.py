@@ -83,7 +83,7 @@ def lexgpt_home(tmp_path: Path, small_lexicap: Path, monkeypatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     rules = home / "cleaning_rules.toml"
-    shutil.copyfile(REPO / "lexgpt" / "cleaning_rules.toml", rules)
+    shutil.copyfile(REPO / "lexgpt" / "data" / "cleaning_rules.toml", rules)
     return use_home(monkeypatch, home, small_lexicap, rules)
 
 

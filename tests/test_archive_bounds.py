@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lexgpt import archive, lexicap
-from lexgpt.archive import UnsafeArchiveError, download, safe_extract
-from lexgpt.lexicap import SourceUnavailableError, resolve_source
+from lexgpt.data import archive, lexicap
+from lexgpt.data.archive import UnsafeArchiveError, download, safe_extract
+from lexgpt.data.lexicap import SourceUnavailableError, resolve_source
 from test_lexicap import VTT, _zip_bytes, cached_zip, no_local_copy, server, use_mirror  # noqa: F401
 
 

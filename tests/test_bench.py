@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from lexgpt.train import TrainConfig
+from lexgpt.training.train import TrainConfig
 
 
 def bench(script: str, *args: str) -> list[dict]:

@@ -11,8 +11,8 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lexgpt.bpe import EOT, GPT4_SPLIT_PATTERN, BPETokenizer, split_text
-from lexgpt.tokenizer_export import export_hf, to_tiktoken
+from lexgpt.tokenizer.bpe import EOT, GPT4_SPLIT_PATTERN, BPETokenizer, split_text
+from lexgpt.tokenizer.tokenizer_export import export_hf, to_tiktoken
 
 from conftest import REAL_LEXICAP, WORDS
 
@@ -144,7 +144,7 @@ def _tampered(tok, tmp_path, edit) -> Path:
     ],
 )
 def test_load_validates_every_field_and_names_the_file(tok, tmp_path, edit, why):
-    from lexgpt.tokenizer_file import TokenizerFileError
+    from lexgpt.tokenizer.tokenizer_file import TokenizerFileError
 
     path = _tampered(tok, tmp_path, edit)
     with pytest.raises(TokenizerFileError) as info:
@@ -154,7 +154,7 @@ def test_load_validates_every_field_and_names_the_file(tok, tmp_path, edit, why)
 
 @pytest.mark.parametrize("raw", [b"", b"{not json", b"\xff\xfe", b"[1, 2]", b"[" * 100_000])
 def test_load_refuses_what_is_not_a_tokenizer(tmp_path, raw):
-    from lexgpt.tokenizer_file import TokenizerFileError
+    from lexgpt.tokenizer.tokenizer_file import TokenizerFileError
 
     path = tmp_path / "tok.json"
     path.write_bytes(raw)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt.cleaning import (
+from lexgpt.data.cleaning import (
     DEFAULT_RULES_PATH,
     Rule,
     RuleError,

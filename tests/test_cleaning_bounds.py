@@ -9,9 +9,16 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
-from lexgpt import cleaning
-from lexgpt.cleaning import Rule, RuleError, RunBudget, clean, load_rules, rules_version
-from lexgpt.corpus import build_corpus
+from lexgpt.data import cleaning
+from lexgpt.data.cleaning import (
+    Rule,
+    RuleError,
+    RunBudget,
+    clean,
+    load_rules,
+    rules_version,
+)
+from lexgpt.data.corpus import build_corpus
 
 WHERE = "episode 3 (episode_003_large.vtt)"
 

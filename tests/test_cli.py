@@ -96,8 +96,8 @@ def test_servers_bind_localhost_from_the_venv(monkeypatch):
         raise SystemExit(0)
 
     staged = []
-    # First: importing lexgpt.packaging imports MLflow, which runs subprocesses of its own.
-    monkeypatch.setattr("lexgpt.packaging.stage_for_serving", lambda uri, dest: staged.append(uri) or Path(dest))
+    # First: importing lexgpt.tracking.packaging imports MLflow, which runs subprocesses of its own.
+    monkeypatch.setattr("lexgpt.tracking.packaging.stage_for_serving", lambda uri, dest: staged.append(uri) or Path(dest))
     monkeypatch.setattr("os.execvp", lambda path, argv: fake_exec(path, argv))
     monkeypatch.setattr("subprocess.run", lambda argv, env=None: fake_exec(argv[0], argv, env))
     for argv in (["serve"], ["mlflow-ui"], ["mlflow-ui", "--workers", "3"]):
@@ -109,7 +109,7 @@ def test_servers_bind_localhost_from_the_venv(monkeypatch):
     assert env["PATH"].split(":")[0] == venv_bin  # ... nor the uvicorn it execs
     assert staged == ["models:/lexgpt@champion"]  # served from a hash-checked copy of its files
     assert serve[serve.index("--host") + 1] == "127.0.0.1" and serve[serve.index("--workers") + 1] == "1"
-    assert serve[1:3] == ["-m", "uvicorn"] and serve[-2:] == ["--factory", "lexgpt.scoring_app:create_app"]  # MLflow's app, bounded
+    assert serve[1:3] == ["-m", "uvicorn"] and serve[-2:] == ["--factory", "lexgpt.serving.scoring_app:create_app"]  # MLflow's app, bounded
     assert ui[ui.index("-h") + 1] == "127.0.0.1" and ui[ui.index("--workers") + 1] == "1"
     assert ui3[ui3.index("--workers") + 1] == "3"
 

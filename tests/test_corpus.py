@@ -2,8 +2,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from lexgpt.cleaning import Rule, RuleError
-from lexgpt.corpus import CorpusValidationError, MixedEpisodeError, build_corpus, content_hash, validate
+from lexgpt.data.cleaning import Rule, RuleError
+from lexgpt.data.corpus import CorpusValidationError, MixedEpisodeError, build_corpus, content_hash, validate
 
 
 def cues(rows):
@@ -82,9 +82,9 @@ def test_cues_of_one_episode_from_two_files_are_refused():
 
 
 def test_a_rule_past_its_time_limit_names_the_episode(monkeypatch):
-    import lexgpt.cleaning
+    import lexgpt.data.cleaning
 
-    monkeypatch.setattr(lexgpt.cleaning, "RULE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(lexgpt.data.cleaning, "RULE_TIMEOUT_S", 0.2)
     table = cues([(1, 0, 0.0, 1.0, "fine", "episode_001_large.vtt"),
                   (7, 0, 0.0, 1.0, "a" * 60 + "b", "episode_007_large.vtt")])
     with pytest.raises(RuleError, match=r"rule 'slow' ran longer than 0.2 s on episode 7 \(episode_007_large.vtt\)"):

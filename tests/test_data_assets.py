@@ -12,7 +12,9 @@ import dagster as dg
 import pytest
 
 from conftest import REPO, lexgpt_cli, write_episode
-from pipelines.assets import data
+from pipelines.assets.cleaned_corpus import cleaned_corpus
+from pipelines.assets.lexicap_vtt import lexicap_vtt
+from pipelines.assets.raw_subtitles import raw_subtitles
 from pipelines.resources import DataLake, LexicapSource
 
 
@@ -38,7 +40,7 @@ def test_raw_subtitles_lists_ignored_entries_and_dropped_lines(tmp_path: Path, s
     (small_lexicap / "episode_001_small.vtt").write_text("WEBVTT\n\n00:00.000 --> 00:01.000\n x\n")
     ep = small_lexicap / "episode_007_large.vtt"
     ep.write_text("WEBVTT\n\nNOTE by hand\n\nwhere it starts\n00:00.000 --> 00:01.000\n hello\n")
-    result = materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles)
+    result = materialize(tmp_path / "lake", small_lexicap, raw_subtitles)
     assert result.success
     meta = {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("raw_subtitles")[0].metadata.items()}
     assert (meta["identifier_lines"], meta["note_lines"], meta["style_lines"]) == (1, 1, 0)
@@ -53,35 +55,35 @@ def test_raw_subtitles_lists_ignored_entries_and_dropped_lines(tmp_path: Path, s
 def test_near_miss_fails_raw_subtitles_in_one_line(tmp_path: Path, small_lexicap: Path, monkeypatch):
     monkeypatch.delenv("LEXICAP_ALLOW_NEAR_MISSES", raising=False)
     write_episode(small_lexicap, 9).rename(small_lexicap / "episode_9_large.vtt")
-    result = materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles)
+    result = materialize(tmp_path / "lake", small_lexicap, raw_subtitles)
     assert not result.success
     message = failure_message(result)
     assert "'episode_9_large.vtt': episode id must be exactly 3 ASCII digits" in message
     assert "LEXICAP_ALLOW_NEAR_MISSES=1" in message and "\n" not in message
     assert not (tmp_path / "lake" / "raw_subtitles").exists()
     monkeypatch.setenv("LEXICAP_ALLOW_NEAR_MISSES", "1")
-    assert materialize(tmp_path / "lake", small_lexicap, data.raw_subtitles).success
+    assert materialize(tmp_path / "lake", small_lexicap, raw_subtitles).success
 
 
 def test_raw_subtitles_records_the_version_of_the_bytes_it_parsed(tmp_path: Path, small_lexicap: Path):
     """An episode rewritten after lexicap_vtt was observed (a sync client mid-refresh): the
     materialization names what it ingested, not the observation, so `lexgpt status` (input
     version vs the folder now) calls it stale once the folder is back to what was observed."""
-    from lexgpt.hashing import short
-    from lexgpt.lexicap import source_fingerprint
+    from lexgpt.data.lexicap import source_fingerprint
+    from lexgpt.infra.hashing import short
     from pipelines.lake import latest_data_version
     from pipelines.staleness import observe_sources
 
     instance = dg.DagsterInstance.ephemeral()
     resources = {"source": LexicapSource(folder=str(small_lexicap)), "lake": DataLake(root=str(tmp_path / "lake"))}
-    observe_sources(dg.Definitions(assets=[data.lexicap_vtt, data.raw_subtitles], resources=resources), instance)
-    observed = latest_data_version(instance, data.lexicap_vtt.key, is_source=True)
+    observe_sources(dg.Definitions(assets=[lexicap_vtt, raw_subtitles], resources=resources), instance)
+    observed = latest_data_version(instance, lexicap_vtt.key, is_source=True)
     assert observed == short(source_fingerprint(small_lexicap))
     episode = small_lexicap / "episode_003_large.vtt"
     original = episode.read_bytes()
     episode.write_bytes(original[: len(original) // 2].rsplit(b"\n\n", 1)[0] + b"\n")  # half the cues
     parsed = short(source_fingerprint(small_lexicap))
-    result = dg.materialize([data.raw_subtitles], instance=instance, resources=resources)
+    result = dg.materialize([raw_subtitles], instance=instance, resources=resources)
     assert result.success
     tags = result.asset_materializations_for_node("raw_subtitles")[0].tags
     assert tags["dagster/input_data_version/lexicap_vtt"] == parsed != observed
@@ -104,11 +106,11 @@ def test_broken_rules_file_fails_cleaned_corpus_only(tmp_path: Path, small_lexic
     rules.write_text(body)
     monkeypatch.setenv("LEXGPT_CLEANING_RULES", str(rules))
     lake = tmp_path / "lake"
-    assert materialize(lake, small_lexicap, data.raw_subtitles).success
-    result = materialize(lake, small_lexicap, data.cleaned_corpus)
+    assert materialize(lake, small_lexicap, raw_subtitles).success
+    result = materialize(lake, small_lexicap, cleaned_corpus)
     assert not result.success
     message = failure_message(result)
-    assert message.startswith(f"lexgpt.cleaning.RuleError: {rules}: ") and why in message, message
+    assert message.startswith(f"lexgpt.data.cleaning.RuleError: {rules}: ") and why in message, message
     assert "\n" not in message
     assert not (lake / "cleaned_corpus").exists()
 

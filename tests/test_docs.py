@@ -10,18 +10,19 @@ import pytest
 
 import lexgpt
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(lexgpt.__path__))
+# every module of every subpackage (lexgpt.data.vtt, ...), the packages themselves too
+MODULES = sorted(m.name for m in pkgutil.walk_packages(lexgpt.__path__, prefix="lexgpt."))
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    module = importlib.import_module(f"lexgpt.{name}")
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in lexgpt.{name} failed (see stdout)"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed (see stdout)"
 
 
 def test_the_examples_exist():
     finder = doctest.DocTestFinder()
     examples = sum(len(t.examples) for name in MODULES
-                   for t in finder.find(importlib.import_module(f"lexgpt.{name}")))  # fmt: skip
+                   for t in finder.find(importlib.import_module(name)))  # fmt: skip
     assert examples >= 15

@@ -177,7 +177,7 @@ def test_mlflow_ui_end_to_end(lexgpt_home: Path, tmp_path: Path):
             tags = {t["key"]: t["value"] for t in _get_json(
                 f"{base}/api/2.0/mlflow/experiments/get?experiment_id={exp_id}")["experiment"]["tags"]}
             assert tags["mlflow.experimentKind"] == "custom_model_development", tags
-            from pipelines.model_commands import _experiment_url  # what `lexgpt mlflow-ui` prints
+            from pipelines.registry_commands import _experiment_url  # what `lexgpt mlflow-ui` prints
 
             assert re.search(r"MLflow UI on \S+\?workflowType=machine_learning", log.read_text())
             link = _experiment_url(uri, base)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.export import export_hf
-from lexgpt.model import GPT, GPTConfig
+from lexgpt.modeling.export import export_hf
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -55,7 +55,7 @@ def test_transformers_tokenizer_gives_identical_ids(tmp_path, tokenizer):
 
 
 def test_hf_generate_continues_like_our_greedy_decoding(tmp_path, tokenizer):
-    from lexgpt.generate import generate
+    from lexgpt.generation.generate import generate
 
     model = trained_looking_model(tokenizer, False)
     export_hf(model, tokenizer, tmp_path / "hf")

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.checkpoint import save_model
-from lexgpt.export import EXPORT_FILES, ExportTargetError, export_hf, main
-from lexgpt.model import GPT, GPTConfig
+from lexgpt.modeling.checkpoint import save_model
+from lexgpt.modeling.export import EXPORT_FILES, ExportTargetError, export_hf, main
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 
 @pytest.fixture(scope="module")
@@ -73,5 +73,5 @@ def test_the_module_cli_names_a_truncated_weights_file(tmp_path, tokenizer):
     tokenizer.save(tmp_path / "tokenizer.json")
     with pytest.raises(SystemExit) as err:
         main([str(tmp_path / "model"), str(tmp_path / "tokenizer.json"), str(tmp_path / "hf")])
-    assert str(err.value).startswith(f"python -m lexgpt.export: {weights}: cannot read the weights")
+    assert str(err.value).startswith(f"python -m lexgpt.modeling.export: {weights}: cannot read the weights")
     assert "\n" not in str(err.value) and not (tmp_path / "hf").exists()

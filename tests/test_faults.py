@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lexgpt import atomic
-from lexgpt.atomic import LakeWriteError
+from lexgpt.infra import atomic
+from lexgpt.infra.atomic import LakeWriteError
 
 from conftest import free_port, lexgpt_cli
 
@@ -63,7 +63,7 @@ ARTIFACTS_SRC = textwrap.dedent(
         raise ValueError(kind)
 
     def write(kind, dest, i):
-        from lexgpt import atomic
+        from lexgpt.infra import atomic
         obj = payload(kind, i)
         if kind == "bytes":
             atomic.write_bytes(dest, obj)
@@ -229,7 +229,7 @@ def _tiny_shards(folder: Path, vocab_size: int = 256) -> Path:
 
 
 def _train_cmd(data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "lexgpt.train", "--data", str(data), "--out", str(out), *TRAIN_ARGS]
+    return [sys.executable, "-m", "lexgpt.training.train", "--data", str(data), "--out", str(out), *TRAIN_ARGS]
 
 
 def _history(out: Path) -> list[dict]:
@@ -291,7 +291,7 @@ def test_training_killed_mid_run_resumes(tmp_path: Path):
 SMALL_WRITERS_SRC = textwrap.dedent(
     '''
     def small_write(kind, dest, value):
-        from lexgpt import atomic
+        from lexgpt.infra import atomic
         if kind == "bytes":
             atomic.write_bytes(dest, bytes([value]) * 100_000)
         elif kind == "parquet":
@@ -516,7 +516,7 @@ def test_servers_default_to_localhost():
 DISK_FULL_CLI_SRC = textwrap.dedent(
     '''
     import os, sys
-    import lexgpt.atomic as atomic
+    import lexgpt.infra.atomic as atomic
 
     real_mkstemp = atomic.tempfile.mkstemp
 

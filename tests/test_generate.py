@@ -11,8 +11,8 @@ import torch
 import math
 import time
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.generate import (
+from lexgpt.tokenizer.bpe import BPETokenizer
+from lexgpt.generation.generate import (
     GenerationParamError,
     GenerationParams,
     _filter_logits,
@@ -22,7 +22,7 @@ from lexgpt.generate import (
     sample_next,
     stream_text,
 )
-from lexgpt.model import GPT, GPTConfig
+from lexgpt.modeling.model import GPT, GPTConfig
 
 BLOCK = 16
 
@@ -168,7 +168,7 @@ def test_bad_params_are_refused_in_one_line(values, says):
 def test_the_floors_are_where_float32_sampling_breaks():
     """What the temperature and top_p floors guard against, measured on float32 logits of a
     trained model's size: far below a floor sampling fails; at the floor it is greedy."""
-    from lexgpt.generation_params import MIN_TEMPERATURE, MIN_TOP_P
+    from lexgpt.generation.generation_params import MIN_TEMPERATURE, MIN_TOP_P
 
     logits = torch.randn(300, generator=torch.Generator().manual_seed(0)) * 30
     g = torch.Generator().manual_seed(0)
@@ -264,8 +264,8 @@ def test_generation_thread_count_is_restored(tok_model, monkeypatch):
 def test_the_pyfunc_uses_the_same_path_and_refuses_bad_params_with_400(tok_model, monkeypatch):
     from mlflow.exceptions import MlflowException
 
-    from lexgpt.generation_params import seed_for
-    from lexgpt.mlflow_model import LexGPTModel, default_params
+    from lexgpt.generation.generation_params import seed_for
+    from lexgpt.tracking.mlflow_model import LexGPTModel, default_params
 
     tok, model = tok_model
     pyfunc = LexGPTModel()

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.model import GPT, GPTConfig
-from lexgpt.vtt import parse_vtt
+from lexgpt.data.vtt import parse_vtt
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 gguf = pytest.importorskip("gguf")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from lexgpt.gguf_export import GGUFTargetError, export_gguf  # noqa: E402
+from lexgpt.modeling.gguf_export import GGUFTargetError, export_gguf
 
 LEXICAP = Path(os.environ.get("LEXICAP_DIR", Path(__file__).resolve().parents[2] / "shared/lexicap/vtt"))
 
@@ -117,7 +117,7 @@ def test_bf16_file_is_half_the_size_and_close(tmp_path, real_tokenizer_and_texts
 
 
 def test_greedy_continuations_match(tmp_path, real_tokenizer_and_texts):
-    from lexgpt.generate import generate
+    from lexgpt.generation.generate import generate
 
     tok, _ = real_tokenizer_and_texts
     model = small_model(tok)

@@ -1,4 +1,4 @@
-"""lexgpt.ingest: a folder of VTT files -> one exact, sorted Arrow table."""
+"""lexgpt.data.ingest: a folder of VTT files -> one exact, sorted Arrow table."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from lexgpt.ingest import SCHEMA, FileCounts, ingest_folder, read_cues, summarize
-from lexgpt.lexicap import SourceIntegrityError
-from lexgpt.vtt import VTTParseError
+from lexgpt.data.ingest import SCHEMA, FileCounts, ingest_folder, read_cues, summarize
+from lexgpt.data.lexicap import SourceIntegrityError
+from lexgpt.data.vtt import VTTParseError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vtt"
 FOLDER = FIXTURES / "lexicap_folder"  # holds the near miss episode_7_large.vtt: opted out below

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lexgpt.interrupts import stop_on_interrupt
+from lexgpt.infra.interrupts import stop_on_interrupt
 
 
 class FrameworkInterrupt(BaseException):

@@ -1,4 +1,4 @@
-"""lexgpt.lexicap and lexgpt.archive: listing, fingerprint, download, bounded safe unzip,
+"""lexgpt.data.lexicap and lexgpt.data.archive: listing, fingerprint, download, bounded safe unzip,
 source resolution. (Which folder entries are ingested or ignored: test_source_scan.py.)"""
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt import archive, lexicap, paths
-from lexgpt.archive import UnsafeArchiveError, download, safe_extract, zip_problem
-from lexgpt.hashing import sha256_file
-from lexgpt.lexicap import (
+from lexgpt.data import archive, lexicap
+from lexgpt.data.archive import UnsafeArchiveError, download, safe_extract, zip_problem
+from lexgpt.data.lexicap import (
     EPISODE_FILE_RE,
     SourceUnavailableError,
     list_episode_files,
     resolve_source,
     source_fingerprint,
 )
+from lexgpt.infra import paths
+from lexgpt.infra.hashing import sha256_file
 
 FOLDER = Path(__file__).parent / "fixtures" / "vtt" / "lexicap_folder"
 REAL = Path(os.environ.get("LEXICAP_DIR", Path(__file__).resolve().parents[1] / "../shared/lexicap/vtt"))

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, lexgpt_cli
-from lexgpt import lock
+from lexgpt.infra import lock
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 HOLD_SRC = """
 import sys, time
-from lexgpt import lock
+from lexgpt.infra import lock
 with lock.hold(sys.argv[1], "lexgpt refresh --config my.yaml"):
     print("held", flush=True)
     time.sleep(120)
@@ -71,7 +71,7 @@ def test_killed_holder_releases_the_lock_and_leaves_its_record(holder_process):
 KILLED_REFRESH_SRC = textwrap.dedent("""
     import sys, time
     import dagster as dg
-    from lexgpt import lock
+    from lexgpt.infra import lock
     from pipelines.resources import DataLake
     from pipelines.writers import hold_home
 
@@ -93,7 +93,7 @@ def test_next_writer_fails_the_runs_a_killed_writer_left(lexgpt_home: Path):
     import dagster as dg
     from mlflow.tracking import MlflowClient
 
-    from lexgpt import tracking
+    from lexgpt.tracking import runs
     from pipelines.staleness import ensure_dagster_home
     from pipelines.writers import hold_home
 
@@ -104,9 +104,9 @@ def test_next_writer_fails_the_runs_a_killed_writer_left(lexgpt_home: Path):
     try:
         assert proc.stdout.readline().strip() == "started"
         # Like trained_model, the run had opened an MLflow run tagged with its Dagster run.
-        tracking.configure()
+        runs.configure()
         client = MlflowClient()
-        mlflow_run = client.create_run(tracking.get_or_create_experiment("lexgpt"),
+        mlflow_run = client.create_run(runs.get_or_create_experiment("lexgpt"),
                                        tags={"dagster_run_id": "0123456789abcdef0123456789abcdef"})
         other = client.create_run(mlflow_run.info.experiment_id, tags={"dagster_run_id": "another-run"})
     finally:

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from lexgpt.checkpoint import load_model, save_model
-from lexgpt.generate import KVCache
-from lexgpt.model import GPT, MAX_PARAMS, PRESETS, GPTConfig, causal_attention
-from lexgpt.optim import build_optimizers
+from lexgpt.generation.generate import KVCache
+from lexgpt.modeling.checkpoint import load_model, save_model
+from lexgpt.modeling.model import GPT, MAX_PARAMS, PRESETS, GPTConfig, causal_attention
+from lexgpt.training.optim import build_optimizers
 
 
 def tiny(**kw) -> GPTConfig:
@@ -65,7 +65,7 @@ def test_gradient_of_early_logits_does_not_reach_later_tokens():
     idx = torch.randint(0, 50, (1, 16))
     x = model.embed_tokens(idx).detach().requires_grad_(True)
     # Run the blocks by hand on embeddings so we can differentiate w.r.t. each position.
-    from lexgpt.model import rope_cos_sin
+    from lexgpt.modeling.model import rope_cos_sin
 
     rope = rope_cos_sin(torch.arange(16), model.config.head_dim, model.config.rope_theta)
     h = x
@@ -157,7 +157,7 @@ def test_rope_scores_depend_only_on_relative_position():
 
 
 def _forward_at(model: GPT, idx: torch.Tensor, start: int) -> torch.Tensor:
-    from lexgpt.model import rope_cos_sin
+    from lexgpt.modeling.model import rope_cos_sin
 
     T = idx.size(1)
     rope = rope_cos_sin(torch.arange(start, start + T), model.config.head_dim, model.config.rope_theta)

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from lexgpt import model_files, packaging, tracking
+from lexgpt.modeling import model_files
+from lexgpt.tracking import packaging, runs
 from test_tracking import _register, store, tiny_model_files  # noqa: F401 - fixtures
 
 PLANTED = "print('planted')\nopen({marker!r}, 'w').write('ran')\n"
@@ -44,7 +45,7 @@ def test_the_logged_model_is_data_with_hashes_in_the_registry(store, tiny_model_
     folder = stored_model_dir(info.version)
     assert not list(folder.rglob("*.py")) and not list(folder.rglob("*.pkl"))
     flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
-    assert flavor["loader_module"] == "lexgpt.mlflow_model" and not flavor.get("code")
+    assert flavor["loader_module"] == "lexgpt.tracking.mlflow_model" and not flavor.get("code")
     manifest = json.loads(MlflowClient().get_model_version("lexgpt", info.version).tags["lexgpt.model_files"])
     for name, source in zip(model_files.FILE_NAMES, tiny_model_files):
         stored = folder / model_files.DATA_DIR / name
@@ -60,7 +61,7 @@ def test_code_planted_in_the_artifact_store_never_runs(store, tiny_model_files, 
     # and an MLmodel that tells MLflow to import it
     (folder / "code").mkdir()
     (folder / "code" / "planted_loader.py").write_text(PLANTED.format(marker=str(marker)) + textwrap.dedent("""
-        from lexgpt.mlflow_model import _load_pyfunc
+        from lexgpt.tracking.mlflow_model import _load_pyfunc
     """))
     mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
     mlmodel["flavors"]["python_function"].update(loader_module="planted_loader", code="code")
@@ -77,6 +78,21 @@ def test_code_planted_in_the_artifact_store_never_runs(store, tiny_model_files, 
     monkeypatch.delitem(sys.modules, "planted_loader", raising=False)
     mlflow.pyfunc.load_model(str(folder))
     assert marker.read_text() == "ran"
+
+
+def test_a_model_logged_before_the_subpackages_still_loads(store, tiny_model_files):
+    """Versions registered before the library moved into subpackages name the old
+    ``lexgpt.mlflow_model`` as their loader; MLflow's own loader still finds it (the shim),
+    and lexgpt's checked load never reads the MLmodel at all."""
+    _register(*tiny_model_files)
+    folder = stored_model_dir()
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"]["loader_module"] = "lexgpt.mlflow_model"
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+
+    assert mlflow.pyfunc.load_model(str(folder)).predict(["Hello"], params={"max_new_tokens": 2})
+    model, _ = packaging.load_model_for_generation("models:/lexgpt@champion")  # hashes still match
+    assert model is not None
 
 
 def test_no_lexgpt_code_loads_a_stored_mlflow_model():
@@ -142,7 +158,7 @@ def test_an_oversized_config_is_refused_before_anything_is_allocated(store, tiny
     def allocate(*args, **kwargs):
         raise AssertionError("GPT() was built from the oversized config")
 
-    monkeypatch.setattr("lexgpt.checkpoint.GPT", allocate)
+    monkeypatch.setattr("lexgpt.modeling.checkpoint.GPT", allocate)
     with pytest.raises(packaging.ModelRefused) as err:
         packaging.load_model_for_generation("models:/lexgpt/1")
     assert str(config) in refusal(err) and "not a valid model config" in refusal(err)
@@ -175,7 +191,7 @@ def own_home(tmp_path, monkeypatch):
     def use(home: Path) -> str:
         monkeypatch.setenv("LEXGPT_HOME", str(home))
         monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exports it
-        return tracking.configure()
+        return runs.configure()
 
     use(tmp_path / "orig")
     yield use
@@ -195,7 +211,7 @@ def test_a_copied_home_uses_its_own_artifacts(own_home, tmp_path, tiny_model_fil
     model, _ = packaging.load_model_for_generation("models:/lexgpt@champion")  # `lexgpt generate`
     assert not model.training
     moved_artifacts = (tmp_path / "moved" / "mlruns" / "artifacts").as_uri()
-    experiment = MlflowClient().get_experiment(tracking.get_or_create_experiment())
+    experiment = MlflowClient().get_experiment(runs.get_or_create_experiment())
     assert experiment.artifact_location.startswith(moved_artifacts)
     info = _register(*tiny_model_files, val_bpc=1.0)  # training in the copy writes into the copy
     assert MlflowClient().get_run(info.run_id).info.artifact_uri.startswith(moved_artifacts)
@@ -207,7 +223,7 @@ def test_a_store_copied_without_its_artifacts_is_refused_in_one_line(own_home, t
     _register(*tiny_model_files)
     (tmp_path / "copy" / "mlruns").mkdir(parents=True)
     shutil.copy(tmp_path / "orig" / "mlruns" / "mlflow.db", tmp_path / "copy" / "mlruns")
-    with pytest.raises(tracking.moved_home.MovedStoreError) as err:
+    with pytest.raises(runs.moved_home.MovedStoreError) as err:
         own_home(tmp_path / "copy")
     assert str(tmp_path / "orig" / "mlruns" / "artifacts") in refusal(err)
     assert f"copy that folder to {tmp_path / 'copy' / 'mlruns' / 'artifacts'}" in refusal(err)

@@ -1,10 +1,10 @@
-"""lexgpt.muon.Muon is torch.optim.Muon's update, batched over equal shapes, in a dtype per device."""
+"""lexgpt.training.muon.Muon is torch.optim.Muon's update, batched over equal shapes, in a dtype per device."""
 
 from __future__ import annotations
 
 import torch
 
-from lexgpt.muon import Muon, orthogonalize
+from lexgpt.training.muon import Muon, orthogonalize
 
 
 def _params(seed: int) -> list[torch.nn.Parameter]:

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, WORDS
-from lexgpt import ngram, shards
-from lexgpt.bpe import BPETokenizer
-from lexgpt.ngram import KneserNey
+from lexgpt.data import shards
+from lexgpt.evaluation import ngram
+from lexgpt.evaluation.ngram import KneserNey
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 
 def zipf_tokens(n: int, vocab: int, seed: int) -> np.ndarray:
@@ -216,7 +217,7 @@ def _check(result) -> dg.AssetCheckEvaluation:
 
 def test_ngram_baseline_asset_and_the_check_against_the_model(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / ".dagster"))
-    from pipelines.assets.baseline import beats_ngram_baseline, ngram_baseline
+    from pipelines.assets.ngram_baseline import beats_ngram_baseline, ngram_baseline
     from pipelines.resources import DataLake
 
     lake = tmp_path / "lake"
@@ -264,7 +265,7 @@ def _data_version(result, node: str) -> str:
 
 def test_check_without_a_baseline_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / ".dagster"))
-    from pipelines.assets.baseline import beats_ngram_baseline
+    from pipelines.assets.ngram_baseline import beats_ngram_baseline
 
     with dg.instance_for_test() as instance:
         result = dg.materialize([_fake("trained_model", val_bpc=1.0), beats_ngram_baseline], instance=instance)

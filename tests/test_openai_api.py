@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
-from lexgpt import openai_api
-from lexgpt.bpe import BPETokenizer
-from lexgpt.generate import complete, qa_prompt
-from lexgpt.generation_params import GenerationParams, seed_for
-from lexgpt.model import GPT, GPTConfig
+from lexgpt.generation.generate import complete, qa_prompt
+from lexgpt.generation.generation_params import GenerationParams, seed_for
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.serving import openai_api
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 openai = pytest.importorskip("openai")
 MODEL_ID = "models:/lexgpt@champion"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_CONFIG, lexgpt_cli
-from lexgpt.hashing import sha256_file
+from lexgpt.infra.hashing import sha256_file
 
 ALL = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards", "ngram_baseline", "trained_model",
        "registered_model", "evaluation_samples"]

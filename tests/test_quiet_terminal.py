@@ -61,11 +61,11 @@ def test_lineage_is_quiet_and_stops_quietly_when_the_reader_left(store, tmp_path
     assert missing.returncode == 1 and missing.stderr.startswith("lexgpt lineage: "), missing.stderr
     assert " INFO " not in missing.stderr and "alembic" not in missing.stderr, missing.stderr
 
-    from lexgpt import tracking
+    from lexgpt.tracking import runs
 
-    tracking.configure(store)
-    tracking.client().create_registered_model("lexgpt")
-    tracking.client().create_model_version("lexgpt", source=str(tmp_path), run_id=None)
+    runs.configure(store)
+    runs.client().create_registered_model("lexgpt")
+    runs.client().create_model_version("lexgpt", source=str(tmp_path), run_id=None)
     from pipelines.cli import main
 
     assert main(["lineage", "models:/lexgpt/1"]) == 0
@@ -77,10 +77,10 @@ def test_lineage_is_quiet_and_stops_quietly_when_the_reader_left(store, tmp_path
 def test_registration_notes_are_dropped_but_warnings_pass(store, tmp_path, capsys):
     import mlflow
 
-    from lexgpt import tracking
-    from lexgpt.mlflow_quiet import registration_notes_dropped
+    from lexgpt.tracking import runs
+    from lexgpt.tracking.mlflow_quiet import registration_notes_dropped
 
-    tracking.configure(store)
+    runs.configure(store)
     capsys.readouterr()
     with registration_notes_dropped():
         for _ in range(2):  # first "Successfully registered", then "already exists"
@@ -90,4 +90,4 @@ def test_registration_notes_are_dropped_but_warnings_pass(store, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.splitlines()[-1].endswith("WARNING mlflow.test: a warning stays"), err
     assert len(err.splitlines()) == 1, err
-    assert [v.version for v in tracking.client().search_model_versions("name = 'lexgpt'")] != []
+    assert [v.version for v in runs.client().search_model_versions("name = 'lexgpt'")] != []

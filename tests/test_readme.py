@@ -90,7 +90,7 @@ def test_make_targets_exist():
 
 
 def test_curl_example_is_a_request_the_server_accepts():
-    from lexgpt.generation_params import GenerationParams
+    from lexgpt.generation.generation_params import GenerationParams
     from pipelines.model_commands import add_model_commands  # noqa: F401 - serve's defaults below
     from pipelines.cli import build_parser
 

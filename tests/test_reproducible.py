@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from conftest import REPO, TINY_CONFIG, lexgpt_cli, use_home
-from lexgpt.hashing import sha256_file
+from lexgpt.infra.hashing import sha256_file
 
 STAGES = ["raw_subtitles", "cleaned_corpus", "bpe_vocab", "token_shards"]
 
@@ -38,7 +38,7 @@ def _fingerprint(home: Path) -> dict:
 
 def test_data_and_token_stages_are_reproducible(tmp_path: Path, small_lexicap: Path, monkeypatch):
     rules = tmp_path / "cleaning_rules.toml"
-    shutil.copyfile(REPO / "lexgpt" / "cleaning_rules.toml", rules)
+    shutil.copyfile(REPO / "lexgpt" / "data" / "cleaning_rules.toml", rules)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
 

@@ -9,10 +9,10 @@ import io
 import pytest
 import torch
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.generate import qa_prompt
-from lexgpt.generation_params import MAX_SEED, GenerationParams, seed_for
-from lexgpt.model import GPT, GPTConfig
+from lexgpt.generation.generate import qa_prompt
+from lexgpt.generation.generation_params import MAX_SEED, GenerationParams, seed_for
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 QUESTIONS = ["Is there free will?", "What is love?"]
 
@@ -39,7 +39,7 @@ def blind_model():
 
 
 def test_different_prompts_with_one_seed_continue_differently(blind_model):
-    from lexgpt.generate import complete
+    from lexgpt.generation.generate import complete
 
     model, tok = blind_model
     same_seed = [complete(model, tok, q, GenerationParams(max_new_tokens=12, seed=7)) for q in QUESTIONS]
@@ -90,16 +90,16 @@ def test_chat_never_repeats_an_answer_yet_replays_the_same(commands):
 
 
 def test_compare_seeds_each_prompt_like_generate(commands, monkeypatch, tmp_path):
-    import lexgpt.generate
+    import lexgpt.generation.generate
 
     seen = []
-    real = lexgpt.generate.complete
+    real = lexgpt.generation.generate.complete
 
     def spy(model, tok, prompt, params, **kw):
         seen.append((prompt, params.seed))
         return real(model, tok, prompt, params, **kw)
 
-    monkeypatch.setattr("lexgpt.generate.complete", spy)
+    monkeypatch.setattr("lexgpt.generation.generate.complete", spy)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(QUESTIONS) + "\n")
     out = commands("compare", "a", "b", "--prompts", str(prompts), "--seed", "3", "--max-new-tokens", "4")

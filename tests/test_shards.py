@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from lexgpt.bpe import BPETokenizer
-from lexgpt.hashing import sha256_file
-from lexgpt.shards import (
+from lexgpt.infra.hashing import sha256_file
+from lexgpt.tokenizer.bpe import BPETokenizer
+from lexgpt.data.shards import (
     VAL_EVERY,
     ShardError,
     decode_check,

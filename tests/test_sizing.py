@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from lexgpt import sizing
-from lexgpt.model import GPTConfig
+from lexgpt.modeling.model import GPTConfig
+from lexgpt.training import sizing
 
 TRAIN = 12_000_000  # tokens in the train split (Lexicap's, at vocab 1000)
 
@@ -33,7 +33,7 @@ def test_the_choice_is_the_rung_nearest_the_target_ratio():
         recipe, block, _ = sizing._shape_class(n_embd)
         cfg = GPTConfig(vocab_size=1000, block_size=block, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         with torch.device("meta"):
-            from lexgpt.model import GPT
+            from lexgpt.modeling.model import GPT
 
             tokens = min(compute / GPT(cfg).estimate_flops_per_token(), sizing.MAX_EPOCHS * TRAIN)
         other = tokens / cfg.num_params()
@@ -82,7 +82,7 @@ def test_the_probe_measures_this_machine():
 
 
 def test_auto_takes_the_sized_shape_and_the_config_still_wins():
-    from pipelines.assets.training import TrainingConfig, training_plan
+    from pipelines.assets.trained_model import TrainingConfig, training_plan
 
     plan = _plan(8e10)
     preset, model_cfg, train_cfg = training_plan(TrainingConfig(), 1000, sized=plan)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import write_episode
-from lexgpt import ingest, lexicap, stable_read, vtt
-from lexgpt.lexicap import SourceIntegrityError, source_fingerprint
-from lexgpt.stable_read import UnreadableFileError, read_regular_file
+from lexgpt.data import ingest, lexicap, vtt
+from lexgpt.data.lexicap import SourceIntegrityError, source_fingerprint
+from lexgpt.infra import stable_read
+from lexgpt.infra.stable_read import UnreadableFileError, read_regular_file
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""lexgpt.lexicap.scan_source: every entry of the source folder is ingested or reported."""
+"""lexgpt.data.lexicap.scan_source: every entry of the source folder is ingested or reported."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt import ingest, lexicap
-from lexgpt.lexicap import IgnoredEntry, SourceIntegrityError, near_miss_reason, scan_source, source_fingerprint
+from lexgpt.data import ingest, lexicap
+from lexgpt.data.lexicap import IgnoredEntry, SourceIntegrityError, near_miss_reason, scan_source, source_fingerprint
 
 VTT = b"WEBVTT\n\n00:00.000 --> 00:01.000\n hi\n"
 OTHER = b"WEBVTT\n\n00:00.000 --> 00:01.000\n intruder\n"

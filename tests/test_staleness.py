@@ -21,8 +21,8 @@ def _toy_defs(root: Path, source_file: Path, code_version: str = "1"):
     """src (observable: a file) -> a (configurable: copies it n times) -> b (upper-cases a)."""
     import dagster as dg
 
-    from lexgpt import atomic
-    from lexgpt.hashing import sha256_file
+    from lexgpt.infra import atomic
+    from lexgpt.infra.hashing import sha256_file
     from pipelines.resources import DataLake
     from pipelines.staleness import CONFIG_HASH_KEY, config_hash
 
@@ -100,7 +100,7 @@ def test_new_source_content_shows_before_anything_observed_it(toy):
     defs, instance, source, _ = toy
     _refresh(defs, instance)
     source.write_text("changed ")
-    from lexgpt.hashing import sha256_file
+    from lexgpt.infra.hashing import sha256_file
 
     now = {"src": sha256_file(source)[:16]}  # what the CLI reads from the folder itself
     assert _status(defs, instance)["a"].status == "fresh"  # the last observation is old...

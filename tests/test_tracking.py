@@ -1,4 +1,4 @@
-"""lexgpt.tracking and the lexgpt.mlflow_model pyfunc, against a throw-away sqlite store."""
+"""lexgpt.tracking.runs and the lexgpt.tracking.mlflow_model pyfunc, against a throw-away sqlite store."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lexgpt import packaging, registry, run_artifacts, tracking
+from lexgpt.tracking import packaging, registry, run_artifacts, runs
 from conftest import free_port, kill_group, lexgpt_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def store(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
-    assert tracking.configure() == uri
+    assert runs.configure() == uri
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -90,26 +90,26 @@ def _artifact_files(run_id: str, path: str = "") -> set[str]:
 
 
 def test_experiment_artifacts_live_under_mlruns(store, tmp_path):
-    exp_id = tracking.get_or_create_experiment()
-    assert tracking.get_or_create_experiment() == exp_id  # idempotent
+    exp_id = runs.get_or_create_experiment()
+    assert runs.get_or_create_experiment() == exp_id  # idempotent
     exp = MlflowClient().get_experiment(exp_id)
     assert exp.name == "lexgpt"
     assert exp.artifact_location.startswith((tmp_path / "mlruns").as_uri())
 
 
 def test_experiment_opens_on_the_training_view(store):
-    exp_id = tracking.get_or_create_experiment()
+    exp_id = runs.get_or_create_experiment()
     client = MlflowClient()
     assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
     client.delete_experiment_tag(exp_id, "mlflow.experimentKind")  # a store from before the tag
-    assert tracking.get_or_create_experiment() == exp_id
+    assert runs.get_or_create_experiment() == exp_id
     assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_live_metrics_reach_the_run_while_it_is_open(store):
     seen = []
-    with tracking.start_run("live") as run:
-        live = tracking.LiveMetrics(run.info.run_id, on_row=lambda step, m: seen.append(step))
+    with runs.start_run("live") as run:
+        live = runs.LiveMetrics(run.info.run_id, on_row=lambda step, m: seen.append(step))
         live(10, {"train_loss": 3.0, "lr": 1e-3})
         live(20, {"train_loss": 2.5, "val_bpc": 2.2, "note": "skipped"})
         import mlflow as _mlflow
@@ -127,14 +127,14 @@ def test_live_metrics_reach_the_run_while_it_is_open(store):
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert sorted(m.step for m in losses) == [5, 10, 20]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "val_bpc")] == [2.2]
-    assert tracking.show_score_in_run_name(run.info.run_id, 2.2) == "2.200 bpc live"
-    assert tracking.show_score_in_run_name(run.info.run_id, 2.1) == "2.100 bpc live"  # not prefixed twice
+    assert runs.show_score_in_run_name(run.info.run_id, 2.2) == "2.200 bpc live"
+    assert runs.show_score_in_run_name(run.info.run_id, 2.1) == "2.100 bpc live"  # not prefixed twice
     assert client.get_run(run.info.run_id).info.run_name == "2.100 bpc live"
 
 
 def test_relative_sqlite_uri_is_refused():
     with pytest.raises(ValueError, match="relative sqlite"):
-        tracking.configure("sqlite:///mlruns/mlflow.db")
+        runs.configure("sqlite:///mlruns/mlflow.db")
 
 
 def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeypatch):
@@ -147,7 +147,7 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
     monkeypatch.setattr(MlflowClient, "log_batch", spy)
 
-    from lexgpt.bpe import BPETokenizer
+    from lexgpt.tokenizer.bpe import BPETokenizer
 
     tok = tmp_path / "tokenizer.json"
     BPETokenizer([]).save(tok)
@@ -217,7 +217,7 @@ def test_log_training_run_metrics_params_tags_artifacts(store, tmp_path, monkeyp
 
 
 def test_log_training_run_uses_active_run(store):
-    with tracking.start_run("outer", tags={"corpus_version": "c1"}) as run:
+    with runs.start_run("outer", tags={"corpus_version": "c1"}) as run:
         rid = run_artifacts.log_training_run(config={"a": 1}, history=[{"step": 0, "train_loss": 1.0}])
         assert rid == run.info.run_id
     data = MlflowClient().get_run(rid).data
@@ -227,26 +227,26 @@ def test_log_training_run_uses_active_run(store):
 
 
 def test_flatten():
-    flat = tracking.flatten({"a": {"b": {"c": 1}, "d": 2}, "e": {}})
+    flat = runs.flatten({"a": {"b": {"c": 1}, "d": 2}, "e": {}})
     assert flat == {"a.b.c": 1, "a.d": 2, "e": "{}"}
 
 
 def test_git_commit(tmp_path):
-    assert tracking.git_commit(tmp_path) == "unknown"
+    assert runs.git_commit(tmp_path) == "unknown"
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-c", "commit.gpgsign=false"]
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    assert tracking.git_commit(repo) == "unknown"  # no commit yet
+    assert runs.git_commit(repo) == "unknown"  # no commit yet
     (repo / "f.txt").write_text("1")
     subprocess.run(["git", "add", "f.txt"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=repo, check=True)
     sha = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
     ).stdout.strip()
-    assert tracking.git_commit(repo) == sha
+    assert runs.git_commit(repo) == sha
     (repo / "f.txt").write_text("2")
-    assert tracking.git_commit(repo) == sha + "-dirty"
+    assert runs.git_commit(repo) == sha + "-dirty"
 
 
 # --------------------------------------------------------------------------- registry
@@ -300,8 +300,8 @@ def test_champion_gate(store, tmp_path):
 def tiny_model_files(tmp_path):
     """A random-init tiny GPT, its config.json and a tiny tokenizer trained on a few sentences."""
     torch = pytest.importorskip("torch")
-    bpe = pytest.importorskip("lexgpt.bpe", reason="lexgpt.bpe not written yet")
-    from lexgpt.model import GPT, GPTConfig
+    bpe = pytest.importorskip("lexgpt.tokenizer.bpe", reason="lexgpt.tokenizer.bpe not written yet")
+    from lexgpt.modeling.model import GPT, GPTConfig
 
     tok = bpe.BPETokenizer.train(SENTENCES, 300)
     tok_path = tmp_path / "files" / "tokenizer.json"
@@ -331,7 +331,7 @@ _FRESH = textwrap.dedent(
 
 
 def _register(weights, config, tok_path, val_bpc=2.0):
-    with tracking.start_run("train", tags=LINEAGE) as run:
+    with runs.start_run("train", tags=LINEAGE) as run:
         info = packaging.log_and_register_model(
             weights, config, tok_path, val_bpc=val_bpc, tags=LINEAGE
         )
@@ -364,7 +364,7 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
         config={"model": json.loads(config.read_text())}, history=_history(20, 10),
         tokenizer_path=tok_path, tags={**LINEAGE, "dagster_run_id": "d1"}, run_name="tiny",
     )
-    assert tracking.log_metrics_final(run_id, {"final_val_bpc": 2.0, "skip": None}) == 1
+    assert runs.log_metrics_final(run_id, {"final_val_bpc": 2.0, "skip": None}) == 1
     info = packaging.log_and_register_model(
         weights, config, tok_path, val_bpc=2.0, tags={**LINEAGE, "dagster_run_id": "d1"},
         run_id=run_id,
@@ -391,7 +391,7 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
         mlflow.artifacts.download_artifacts("models:/lexgpt/1", dst_path=str(tmp_path / "m"))
     )
     mlmodel = (local / "MLmodel").read_text()
-    assert "loader_module: lexgpt.mlflow_model" in mlmodel and "model_code_path" not in mlmodel
+    assert "loader_module: lexgpt.tracking.mlflow_model" in mlmodel and "model_code_path" not in mlmodel
     assert not list(local.rglob("*.py")) and not list(local.rglob("*.pkl"))
     reqs = (local / "requirements.txt").read_text()
     assert "torch" in reqs and "mlflow==" in reqs
@@ -414,7 +414,7 @@ def test_pyfunc_log_register_load_predict(store, tmp_path, tiny_model_files):
     assert m.predict([""], params={"max_new_tokens": 3})[0]
 
     # `lexgpt generate` streams from the raw GPT + tokenizer
-    from lexgpt.generate import generate
+    from lexgpt.generation.generate import generate
 
     gpt, tok = packaging.load_model_for_generation("models:/lexgpt@champion")
     assert not gpt.training

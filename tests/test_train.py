@@ -14,12 +14,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from lexgpt.checkpoint import load_model
-from lexgpt.dataloader import BatchSampler
-from lexgpt.loss_eval import bits_per_char, evaluate, window_plan
-from lexgpt.model import GPT, GPTConfig
-from lexgpt.optim import lr_multiplier
-from lexgpt.train import TrainConfig, main, train
+from lexgpt.data.dataloader import BatchSampler
+from lexgpt.evaluation.loss_eval import bits_per_char, evaluate, window_plan
+from lexgpt.modeling.checkpoint import load_model
+from lexgpt.modeling.model import GPT, GPTConfig
+from lexgpt.training.optim import lr_multiplier
+from lexgpt.training.train import TrainConfig, main, train
 
 from conftest import free_port
 
@@ -359,7 +359,7 @@ def test_checkpoints_by_time_as_well_as_steps(tmp_path):
 
 
 def test_keeps_the_best_val_weights(tmp_path, monkeypatch):
-    import lexgpt.train_loop as train_module
+    import lexgpt.training.train_loop as train_module
 
     token_chars = write_shards(tmp_path / "data")
     scripted = iter([3.0, 2.0, 2.5, 2.6, 2.7])  # quick evals at steps 5, 10, 15, 20, then the final weights
@@ -388,7 +388,7 @@ def test_training_imports_without_the_pipeline_stack():
     import subprocess
     import sys
 
-    code = ("import sys, lexgpt.train; "
+    code = ("import sys, lexgpt.training.train; "
             "bad = [m for m in ('dagster', 'mlflow', 'polars', 'pandas', 'pandera', 'pyarrow') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -398,9 +398,9 @@ def test_training_imports_without_the_pipeline_stack():
 def test_score_texts_equals_evaluating_the_shard(tmp_path):
     # The champion gate re-scores a model on raw val texts: it must be the same number the
     # shard evaluation gives for those texts.
-    from lexgpt import shards
-    from lexgpt.bpe import BPETokenizer
-    from lexgpt.loss_eval import score_texts
+    from lexgpt.data import shards
+    from lexgpt.evaluation.loss_eval import score_texts
+    from lexgpt.tokenizer.bpe import BPETokenizer
 
     texts = ["hello there, general kenobi " * 20, "you were the chosen one " * 30, "20 is val " * 10]
     tok = BPETokenizer.train(texts, vocab_size=300)

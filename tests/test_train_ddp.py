@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import lexgpt.train_loop as train_module
-from lexgpt.train import train
+import lexgpt.training.train_loop as train_module
+from lexgpt.training.train import train
 
 from conftest import free_port
 from test_train import model_config, steps, write_shards

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import lexgpt.train_loop as train_module
-from lexgpt.checkpoint import CheckpointError, load_checkpoint
-from lexgpt.model import PRESETS
-from lexgpt.shards import FORMAT
-from lexgpt.train import TrainConfig, main, train
+import lexgpt.training.train_loop as train_module
+from lexgpt.data.shards import FORMAT
+from lexgpt.modeling.checkpoint import CheckpointError, load_checkpoint
+from lexgpt.modeling.model import PRESETS
+from lexgpt.training.train import TrainConfig, main, train
 
 from test_train import VOCAB, model_config, steps, write_shards
 
@@ -135,7 +135,7 @@ def _cli_args(tmp_path, *extra: str) -> list[str]:
 
 
 def _lexgpt_manifest(folder, vocab_size: int = VOCAB) -> None:
-    """A manifest as lexgpt.shards writes it, for the shards write_shards made."""
+    """A manifest as lexgpt.data.shards writes it, for the shards write_shards made."""
     splits = {name: {"file": f"{name}.bin", "tokens": (folder / f"{name}.bin").stat().st_size // 2,
                      "chars": 1, "episodes": [], "sha256": ""} for name in ("train", "val")}  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps({"format": FORMAT, "vocab_size": vocab_size, "splits": splits}))
@@ -169,7 +169,7 @@ def test_the_cli_checks_the_manifest_when_there_is_one(tmp_path, capsys):
 
 def test_the_cli_reports_a_config_out_of_bounds_in_one_line(tmp_path):
     write_shards(tmp_path / "data")
-    with pytest.raises(SystemExit, match=r"^lexgpt.train: train config batch_size=0: expected an integer >= 1$"):
+    with pytest.raises(SystemExit, match=r"^lexgpt.training.train: train config batch_size=0: expected an integer >= 1$"):
         main(_cli_args(tmp_path, "--batch-size", "0"))
     with pytest.raises(SystemExit, match="rope_theta|n_embd"):
         main(_cli_args(tmp_path, "--n-embd", "15"))

@@ -129,9 +129,9 @@ def test_the_dagster_training_config_defers_to_the_library_recipe():
     recipe decides) or equal to the library's default; none is unknown to the library."""
     import dataclasses
 
-    from lexgpt.model import GPTConfig
-    from lexgpt.train import TrainConfig
-    from pipelines.assets.training import TrainingConfig, training_plan
+    from lexgpt.modeling.model import GPTConfig
+    from lexgpt.training.train import TrainConfig
+    from pipelines.assets.trained_model import TrainingConfig, training_plan
 
     library = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     model_fields = {f.name for f in dataclasses.fields(GPTConfig)}

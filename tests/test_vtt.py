@@ -1,4 +1,4 @@
-"""lexgpt.vtt: every fixture parses to exactly these cues or fails at exactly this line."""
+"""lexgpt.data.vtt: every fixture parses to exactly these cues or fails at exactly this line."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lexgpt import vtt
-from lexgpt.vtt import Cue, VTTParseError, _timestamp_ms, parse_vtt, parse_vtt_document, read_vtt, read_vtt_document
+from lexgpt.data import vtt
+from lexgpt.data.vtt import Cue, VTTParseError, _timestamp_ms, parse_vtt, parse_vtt_document, read_vtt, read_vtt_document
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vtt"
 

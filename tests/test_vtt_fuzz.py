@@ -1,4 +1,4 @@
-"""Property test for lexgpt.vtt: 10,000 generated documents, each then mutated.
+"""Property test for lexgpt.data.vtt: 10,000 generated documents, each then mutated.
 
 1. Round trip: known cues, serialized with random valid variations (hours or not, BOM,
    LF/CRLF/CR, identifiers, settings, NOTE/STYLE/REGION blocks, header metadata, extra
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lexgpt.vtt import Cue, VTTParseError, parse_vtt_document
+from lexgpt.data.vtt import Cue, VTTParseError, parse_vtt_document
 
 PATH = "fuzz.vtt"
 # A small alphabet that still reaches the parser's edge cases: digits, ':', '.', '-', '>',
