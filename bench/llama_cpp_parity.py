@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lexgpt.tokenizer.bpe import BPETokenizer
-from lexgpt.modeling.checkpoint import load_model
-from lexgpt.generation.generate import generate
-from lexgpt.modeling.gguf_export import export_gguf
 from lexgpt.data.shards import read_manifest
+from lexgpt.generation.generate import generate
+from lexgpt.modeling.checkpoint import load_model
+from lexgpt.modeling.gguf_export import export_gguf
+from lexgpt.tokenizer.bpe import BPETokenizer
 
 PROMPTS = ("What is consciousness?", "I think that", "The meaning of life is")
 
@@ -83,7 +83,7 @@ def compare_logits(llm, model, tok: BPETokenizer, windows: list[list[int]]) -> d
         nats_ours += torch.nn.functional.cross_entropy(ours[:-1], targets, reduction="sum").item()
         nats_theirs += torch.nn.functional.cross_entropy(theirs[:-1], targets, reduction="sum").item()
         chars += int(sum(counts[i] for i in ids[1:]))
-    bpc = lambda nats: round(nats / chars / math.log(2), 5)  # noqa: E731
+    bpc = lambda nats: round(nats / chars / math.log(2), 5)
     return {"max_abs_logit_diff": float(f"{max_diff:.3g}"), "bpc_ours": bpc(nats_ours), "bpc_llama_cpp": bpc(nats_theirs)}
 
 
