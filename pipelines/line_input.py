@@ -35,7 +35,10 @@ def read_line(prompt: str) -> str | None:
     """
     sys.stdout.write(prompt)
     sys.stdout.flush()
-    fd = sys.stdin.fileno()
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream with no file behind it (embedding, tests)
+        return _read_stream_line(sys.stdin)
     if os.name != "posix" or threading.current_thread() is not threading.main_thread():
         return _read_until_newline(fd, lambda: None)  # no wakeup fd to wait on
     wake_r, wake_w = os.pipe()
@@ -69,3 +72,14 @@ def _read_until_newline(fd: int, wait) -> str | None:
             line += byte
         else:
             too_long = True
+
+
+def _read_stream_line(stream) -> str | None:
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if line == "":
+        return None
+    if len(line) > MAX_LINE_BYTES and not line.endswith("\n"):
+        while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith("\n"):
+            pass
+        raise LineTooLong(f"a line over {MAX_LINE_BYTES:,} characters was dropped")
+    return line.rstrip("\r\n")

@@ -10,14 +10,15 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from lexgpt.infra import paths
+from pipelines.lake_layout import LakeLayout
 
 
 class DataLake(dg.ConfigurableResource):
     """The folder holding every asset's files (``data_lake/`` in the repo by default).
 
-    The lake's layout lives here and nowhere else: each asset writes into the folder
-    named after it, and reads its inputs through the readers below, so no asset module
-    knows where another one keeps its files.
+    Assets and checks reach it through :meth:`for_asset` / :meth:`for_check`: a
+    :class:`~pipelines.lake_layout.LakeLayout` (the only code that knows a path in the lake)
+    that sees only the folders the asset graph declares, so an undeclared read fails.
 
     An asset that uses the lake holds the home's writer lock while it runs (see
     :mod:`pipelines.writers`): a materialization started from the UI while ``lexgpt refresh``
@@ -30,95 +31,25 @@ class DataLake(dg.ConfigurableResource):
     read_only: bool = False
     _writer: Any = PrivateAttr(default=None)
 
+    def whole_lake(self) -> LakeLayout:
+        """The layout over every folder: for ``lexgpt status``, never for an asset."""
+        return LakeLayout(Path(self.root) if self.root else paths.data_lake())
+
     def path(self, *parts: str) -> Path:
-        base = Path(self.root) if self.root else paths.data_lake()
-        return base.joinpath(*parts)
+        return self.whole_lake().path(*parts)
 
-    # --- the layout: one folder per asset
-    def cues_file(self) -> Path:
-        return self.path("raw_subtitles", "cues.parquet")
+    def for_asset(self, context: dg.AssetExecutionContext) -> LakeLayout:
+        """What the running asset may touch: its own folder and its declared ``deps``."""
+        key = context.asset_key
+        folders = {key, *context.assets_def.asset_deps[key]}
+        return self.whole_lake().scoped((k.to_user_string() for k in folders), who=key.to_user_string())
 
-    def corpus_file(self) -> Path:
-        return self.path("cleaned_corpus", "corpus.parquet")
-
-    def tokenizer_file(self) -> Path:
-        return self.path("bpe_vocab", "tokenizer.json")
-
-    def hf_tokenizer_file(self) -> Path:
-        return self.path("bpe_vocab", "hf_tokenizer.json")
-
-    def shards_dir(self) -> Path:
-        return self.path("token_shards")
-
-    def ngram_result_file(self) -> Path:
-        """The baseline's score as JSON: val_bpc, val_loss, order, ..."""
-        return self.path("ngram_baseline", "result.json")
-
-    def model_dir(self) -> Path:
-        """model.pt, config.json and history.json; ``runs/<key>/`` holds each training's
-        checkpoints."""
-        return self.path("trained_model")
-
-    def model_weights_file(self) -> Path:
-        return self.path("trained_model", "model.pt")
-
-    def model_config_file(self) -> Path:
-        return self.path("trained_model", "config.json")
-
-    def model_history_file(self) -> Path:
-        """The training's metrics, one row per logged step (what MLflow's charts show)."""
-        return self.path("trained_model", "history.json")
-
-    def training_run_dir(self, run_key: str) -> Path:
-        """One training's work area: same inputs + config -> same folder, so a killed run
-        resumes from its checkpoint."""
-        return self.path("trained_model", "runs", run_key)
-
-    def registration_file(self) -> Path:
-        """Which registry version ``registered_model`` made of the weights, and its alias."""
-        return self.path("registered_model", "registration.json")
-
-    def samples_file(self) -> Path:
-        return self.path("evaluation_samples", "samples.parquet")
-
-    # --- readers of what upstream assets wrote
-    def read_cues(self):
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self.cues_file())
-
-    def read_corpus(self):
-        """The cleaned corpus as a polars DataFrame (episode_id, text, n_chars, ...)."""
-        import polars as pl
-
-        return pl.read_parquet(self.corpus_file())
-
-    def load_tokenizer(self):
-        from lexgpt.tokenizer.bpe import BPETokenizer
-
-        return BPETokenizer.load(self.tokenizer_file())
-
-    def read_ngram_result(self) -> dict[str, Any]:
-        import json
-
-        return json.loads(self.ngram_result_file().read_text())
-
-    def read_corpus_lineage(self) -> dict[str, Any]:
-        """What cleaned_corpus recorded beside its file: the rules it was built with, ..."""
-        import json
-
-        return json.loads(self.path("cleaned_corpus", "lineage.json").read_text())
-
-    def read_model_history(self) -> list[dict[str, float]]:
-        import json
-
-        return json.loads(self.model_history_file().read_text())
-
-    def files_metadata(self, asset: str) -> dict[str, str]:
-        """``{files_sha256: ...}`` over the asset's folder: the last metadata an asset adds."""
-        from pipelines.lake import files_metadata
-
-        return files_metadata(self.path(asset))
+    def for_check(self, context: dg.AssetCheckExecutionContext) -> LakeLayout:
+        """What a running check may read: the asset it checks and the ``additional_deps`` it
+        declares (a check comparing shards with the corpus declares the corpus)."""
+        specs = list(context.check_specs)
+        keys = {s.asset_key for s in specs} | {d.asset_key for s in specs for d in s.additional_deps}
+        return self.whole_lake().scoped((k.to_user_string() for k in keys), who=", ".join(s.name for s in specs))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.read_only:

@@ -34,21 +34,23 @@ def _toy_defs(root: Path, source_file: Path, code_version: str = "1"):
         n: int = 1
 
     @dg.asset(deps=[src], code_version=code_version)
-    def a(config: ACfg, lake: DataLake) -> dg.MaterializeResult:
-        out = lake.path("a", "a.txt")
+    def a(context: dg.AssetExecutionContext, config: ACfg, lake: DataLake) -> dg.MaterializeResult:
+        layout = lake.for_asset(context)
+        out = layout.path("a", "a.txt")
         atomic.write_text(out, source_file.read_text() * config.n)
         return dg.MaterializeResult(
-            metadata={CONFIG_HASH_KEY: config_hash(config.model_dump()), **lake.files_metadata("a")},
+            metadata={CONFIG_HASH_KEY: config_hash(config.model_dump()), **layout.files_metadata("a")},
             data_version=dg.DataVersion(sha256_file(out)[:16]))
 
     @dg.asset(deps=[a], code_version="1")
-    def b(lake: DataLake) -> dg.MaterializeResult:
+    def b(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
         if os.environ.get("TOY_CTRL_C"):
             os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C mid-step
             time.sleep(30)
-        out = lake.path("b", "b.txt")
-        atomic.write_text(out, lake.path("a", "a.txt").read_text().upper())
-        return dg.MaterializeResult(metadata=lake.files_metadata("b"),
+        layout = lake.for_asset(context)
+        out = layout.path("b", "b.txt")
+        atomic.write_text(out, layout.path("a", "a.txt").read_text().upper())
+        return dg.MaterializeResult(metadata=layout.files_metadata("b"),
                                     data_version=dg.DataVersion(sha256_file(out)[:16]))
 
     return dg.Definitions(assets=[src, a, b], resources={"lake": DataLake(root=str(root))})

@@ -38,15 +38,16 @@ class BPEConfig(dg.Config):
     kinds={"json"},
 )
 def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLake) -> dg.MaterializeResult:
-    df = lake.read_corpus()
+    layout = lake.for_asset(context)
+    df = layout.read_corpus()
     train_ids, val_ids = shards.split_episodes(df["episode_id"].to_list())
     texts = dict(zip(df["episode_id"].to_list(), df["text"].to_list()))
     started = time.perf_counter()
     tokenizer = BPETokenizer.train([texts[i] for i in train_ids], config.vocab_size)
     train_seconds = time.perf_counter() - started
-    out = lake.tokenizer_file()
+    out = layout.tokenizer_file()
     tokenizer.save(out)
-    export_hf(tokenizer, lake.hf_tokenizer_file())
+    export_hf(tokenizer, layout.hf_tokenizer_file())
     digest = sha256_file(out)
     held_out = [texts[i] for i in val_ids]
     n_tokens = sum(len(ids) for ids in tokenizer.encode_batch(held_out))
@@ -68,7 +69,7 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
             "tokenizer_sha256": digest[:16],
             "path": dg.MetadataValue.path(str(out)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
-            **lake.files_metadata("bpe_vocab"),
+            **layout.files_metadata("bpe_vocab"),
         },
         # The file is deterministic (same corpus + config -> same bytes), and config is
         # folded in by the hash: a new vocab size makes the shards stale.

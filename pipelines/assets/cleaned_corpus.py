@@ -28,11 +28,12 @@ from pipelines.versioning import code_version
     kinds={"parquet", "pandera"},
 )
 def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
+    layout = lake.for_asset(context)
     # RuleError (a broken rules file, a rule past its time limit) and MixedEpisodeError
     # propagate as they are: one line naming the rule (and episode), nothing written.
     rules = cleaning.load_rules()
     rules_sha256 = cleaning.rules_fingerprint(rules)
-    cues = lake.read_cues()
+    cues = layout.read_cues()
     df, hits = corpus.build_corpus(cues, rules)
     try:
         df = corpus.validate(df)
@@ -46,10 +47,10 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
                 "failure_case_count": cases.height if cases is not None else 0,
             },
         ) from err
-    out = lake.corpus_file()
+    out = layout.corpus_file()
     atomic.write_parquet(out, df)
     version = corpus.content_hash(df)
-    write_lineage(out.parent, raw_subtitles_sha256=sha256_file(lake.cues_file()),
+    write_lineage(out.parent, raw_subtitles_sha256=sha256_file(layout.cues_file()),
                   rules=[r.as_dict() for r in rules], rules_sha256=rules_sha256,
                   content_sha256=version)
     first = df.row(0, named=True)
@@ -64,7 +65,7 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
             "path": dg.MetadataValue.path(str(out)),
             "dagster/row_count": df.height,
             "dagster/column_schema": column_schema(corpus.schema_columns()),
-            **lake.files_metadata("cleaned_corpus"),
+            **layout.files_metadata("cleaned_corpus"),
         },
         data_version=dg.DataVersion(short(version)),
     )
@@ -76,9 +77,9 @@ def cleaned_corpus(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Mate
     description="The written corpus passes the pandera schema (one row per episode, unique "
     "ids, text non-empty, counts consistent).",
 )
-def corpus_matches_schema(lake_reader: DataLake) -> dg.AssetCheckResult:
+def corpus_matches_schema(context: dg.AssetCheckExecutionContext, lake_reader: DataLake) -> dg.AssetCheckResult:
     try:
-        corpus.validate(lake_reader.read_corpus())
+        corpus.validate(lake_reader.for_check(context).read_corpus())
     except corpus.CorpusValidationError as err:
         cases = err.failure_cases
         rows = [list(r) for r in cases.head(SHOWN_ROWS).rows()] if cases is not None else []

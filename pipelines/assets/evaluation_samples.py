@@ -59,6 +59,7 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
                        mlflow: MlflowTracking) -> dg.MaterializeResult:
     from lexgpt.generation.generate import GenerationParams, complete, qa_prompt
 
+    layout = lake.for_asset(context)
     upstream = latest_metadata(context.instance, registered_model.key)
     if upstream is None:
         raise RuntimeError("registered_model has no materialization yet: materialize it first")
@@ -77,7 +78,7 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
                      "completion": completion, "tokens": len(tokenizer.encode(completion)),
                      "seed": params.seed, "temperature": params.temperature, "model_version": version})
     df = pl.DataFrame(rows)
-    out = lake.samples_file()
+    out = layout.samples_file()
     atomic.write_parquet(out, df)
     run_id = upstream.get("mlflow_run_id")
     if run_id:
@@ -101,7 +102,7 @@ def evaluation_samples(context: dg.AssetExecutionContext, config: SamplesConfig,
             "mlflow_run_id": run_id or "",
             "path": dg.MetadataValue.path(str(out)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
-            **lake.files_metadata("evaluation_samples"),
+            **layout.files_metadata("evaluation_samples"),
         },
         data_version=dg.DataVersion(short(sha256_json(rows))),
     )

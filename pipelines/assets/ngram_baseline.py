@@ -13,9 +13,16 @@ from pipelines.assets.bpe_vocab import bpe_vocab
 from pipelines.assets.shared import MODEL_GROUP
 from pipelines.assets.token_shards import token_shards
 from pipelines.automation import with_its_asset
-from pipelines.run_defaults import defaults_from_file
-from pipelines.lake import CONFIG_HASH_KEY, config_hash, latest_data_version, latest_metadata, latest_tags, write_lineage
+from pipelines.lake import (
+    CONFIG_HASH_KEY,
+    config_hash,
+    latest_data_version,
+    latest_metadata,
+    latest_tags,
+    write_lineage,
+)
 from pipelines.resources import DataLake
+from pipelines.run_defaults import defaults_from_file
 from pipelines.versioning import code_version
 
 TRAINED_MODEL = dg.AssetKey("trained_model")
@@ -38,11 +45,12 @@ class NgramConfig(dg.Config):
     kinds={"numpy"},
 )
 def ngram_baseline(context: dg.AssetExecutionContext, config: NgramConfig, lake: DataLake) -> dg.MaterializeResult:
-    token_chars = lake.load_tokenizer().token_char_counts()
-    result = ngram.baseline_from_shards(lake.shards_dir(), token_chars, order=config.order)
+    layout = lake.for_asset(context)
+    token_chars = layout.load_tokenizer().token_char_counts()
+    result = ngram.baseline_from_shards(layout.shards_dir(), token_chars, order=config.order)
     # Timings stay out of the file, so equal inputs give equal bytes (and data version).
     record = {k: v for k, v in result.to_dict().items() if not k.endswith("_seconds")}
-    out = lake.ngram_result_file()
+    out = layout.ngram_result_file()
     atomic.write_json(out, record)
     shards_version = latest_data_version(context.instance, token_shards.key)
     write_lineage(out.parent, shards_version=shards_version,

@@ -29,6 +29,7 @@ from pipelines.versioning import code_version
     kinds={"parquet", "polars"},
 )
 def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake: DataLake) -> dg.MaterializeResult:
+    layout = lake.for_asset(context)
     folder = source.resolve()
     started = time.perf_counter()
     ingested = ingest.ingest_folder(folder, variant=source.variant)
@@ -37,7 +38,7 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
     # since lexicap_vtt was observed must not be labelled with the observed version.
     fingerprint = ingested.source_fingerprint()
     cues = ingested.cues
-    out = lake.cues_file()
+    out = layout.cues_file()
     atomic.write_parquet(out, cues)
     digest = sha256_file(out)
     ignored = ingested.scan.ignored
@@ -68,7 +69,7 @@ def raw_subtitles(context: dg.AssetExecutionContext, source: LexicapSource, lake
             "dagster/column_schema": column_schema(
                 [(f.name, str(f.type), "") for f in cues.schema]
             ),
-            **lake.files_metadata("raw_subtitles"),
+            **layout.files_metadata("raw_subtitles"),
         },
         data_version=dg.DataVersion(short(digest)),
         # Dagster would record the last observation of lexicap_vtt as the input version;

@@ -24,7 +24,14 @@ from pipelines.assets.ngram_baseline import ngram_baseline
 from pipelines.assets.shared import MODEL_GROUP
 from pipelines.assets.token_shards import token_shards
 from pipelines.assets.trained_model import trained_model, val_bpc_within_bound
-from pipelines.lake import INPUT_VERSION_TAG, failed_blocking_check, latest_data_version, latest_metadata, latest_tags
+from pipelines.lake import (
+    INPUT_VERSION_TAG,
+    failed_blocking_check,
+    latest_data_version,
+    latest_metadata,
+    latest_tags,
+)
+from pipelines.lake_layout import LakeLayout
 from pipelines.resources import DataLake, MlflowTracking
 from pipelines.versioning import code_version
 
@@ -49,11 +56,11 @@ def _refuse_failed_weights(context: dg.AssetExecutionContext) -> None:
                                   "not registered")
 
 
-def _val_texts(lake: DataLake) -> list[str]:
+def _val_texts(layout: LakeLayout) -> list[str]:
     from lexgpt.data import shards
 
-    corpus = lake.read_corpus()
-    val_ids = set(shards.read_manifest(lake.shards_dir())["splits"]["val"]["episodes"])
+    corpus = layout.read_corpus()
+    val_ids = set(shards.read_manifest(layout.shards_dir())["splits"]["val"]["episodes"])
     return [t for e, t in zip(corpus["episode_id"].to_list(), corpus["text"].to_list()) if e in val_ids]
 
 
@@ -97,30 +104,31 @@ def _rescored_champion(champion, val_texts: list[str], val_text_sha: str, name: 
     kinds={"mlflow"},
 )
 def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: MlflowTracking) -> dg.MaterializeResult:
+    layout = lake.for_asset(context)
     _refuse_failed_weights(context)
     model = latest_metadata(context.instance, trained_model.key) or {}
     run_id, val_bpc, weights_sha = model["mlflow_run_id"], float(model["val_bpc"]), model["weights_sha256"]
-    baseline = lake.read_ngram_result()
+    baseline = layout.read_ngram_result()
     shards_tag = INPUT_VERSION_TAG + token_shards.key.to_user_string()  # made from the same shards?
     same_shards = (latest_tags(context.instance, trained_model.key).get(shards_tag)
                    == latest_tags(context.instance, ngram_baseline.key).get(shards_tag))
-    val_texts = _val_texts(lake)
+    val_texts = _val_texts(layout)
     val_text_sha = sha256_json(val_texts)[:16]
     lineage = {k: latest_data_version(context.instance, a.key) for k, a in _INPUTS.items()}
-    rules = lake.read_corpus_lineage()
+    rules = layout.read_corpus_lineage()
     lineage["rules_hash"] = str(rules.get("rules_sha256", ""))[:16]
     tags = {**lineage, "val_text_sha256": val_text_sha, WEIGHTS_SHA_TAG: weights_sha}
 
     experiment_id = mlflow.setup()
     name = mlflow.registered_model
-    run_artifacts.log_training_run(history=lake.read_model_history(), tags=lineage,
-                                   tokenizer_path=lake.tokenizer_file(), run_id=run_id, log_metrics=False)
+    run_artifacts.log_training_run(history=layout.read_model_history(), tags=lineage,
+                                   tokenizer_path=layout.tokenizer_file(), run_id=run_id, log_metrics=False)
     runs.client().log_dict(run_id, {"rules_sha256": rules.get("rules_sha256"), "rules": rules.get("rules")},
                            f"{run_artifacts.RULES_ARTIFACT_DIR}/rules_used_by_the_corpus.json")
     version = _existing_version(name, weights_sha)
     if version is None:
         version = packaging.log_and_register_model(
-            lake.model_weights_file(), lake.model_config_file(), lake.tokenizer_file(), registered_name=name,
+            layout.model_weights_file(), layout.model_config_file(), layout.tokenizer_file(), registered_name=name,
             val_bpc=val_bpc, tags=tags, run_id=run_id)
     version_number = str(version.version)
     before = registry.version_by_alias(name, registry.CHAMPION)
@@ -137,7 +145,7 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
                     "previous_champion_val_bpc": registry.version_val_bpc(before),
                     "previous_champion_val_bpc_on_this_val": rescored}
     record = {"version": version_number, "alias": alias, "val_bpc": val_bpc, "weights_sha256": weights_sha}
-    atomic.write_json(lake.registration_file(), record)
+    atomic.write_json(layout.registration_file(), record)
     png = run_artifacts.logged_loss_curve(run_id)
     plot_md = f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})" if png else "(no plot)"
     return dg.MaterializeResult(
@@ -153,7 +161,7 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
             "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id, experiment_id)),
             "mlflow_run_id": run_id,
             "loss_curve": dg.MetadataValue.md(plot_md),
-            **lake.files_metadata("registered_model"),
+            **layout.files_metadata("registered_model"),
         },
         data_version=dg.DataVersion(short(sha256_json(record))),
     )

@@ -25,9 +25,10 @@ from pipelines.versioning import code_version
     kinds={"numpy"},
 )
 def token_shards(context: dg.AssetExecutionContext, lake: DataLake) -> dg.MaterializeResult:
-    df = lake.read_corpus()
-    tokenizer = lake.load_tokenizer()
-    out_dir = lake.shards_dir()
+    layout = lake.for_asset(context)
+    df = layout.read_corpus()
+    tokenizer = layout.load_tokenizer()
+    out_dir = layout.shards_dir()
     started = time.perf_counter()
     manifest = shards.write_shards(df["episode_id"].to_list(), df["text"].to_list(), tokenizer, out_dir)
     seconds = time.perf_counter() - started
@@ -46,7 +47,7 @@ def token_shards(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Materi
             "encode_seconds": round(seconds, 2),
             "val_rule": manifest["val_rule"],
             "path": dg.MetadataValue.path(str(out_dir)),
-            **lake.files_metadata("token_shards"),
+            **layout.files_metadata("token_shards"),
         },
         data_version=dg.DataVersion(short(version)),
     )
@@ -54,24 +55,28 @@ def token_shards(context: dg.AssetExecutionContext, lake: DataLake) -> dg.Materi
 
 @dg.asset_check(
     asset=token_shards,
+    additional_deps=[cleaned_corpus, bpe_vocab],  # what it compares the shard with, and decodes by
     blocking=True,  # a shard that does not decode to the corpus would train on the wrong text
     description="Decoding the val shard gives back the cleaned text exactly.",
 )
-def val_shard_decodes_to_corpus(lake_reader: DataLake) -> dg.AssetCheckResult:
-    df = lake_reader.read_corpus()
+def val_shard_decodes_to_corpus(context: dg.AssetCheckExecutionContext, lake_reader: DataLake) -> dg.AssetCheckResult:
+    layout = lake_reader.for_check(context)
+    df = layout.read_corpus()
     texts = dict(zip(df["episode_id"].to_list(), df["text"].to_list()))
-    mismatched = shards.decode_check(lake_reader.shards_dir(), lake_reader.load_tokenizer(), texts, split="val")
+    mismatched = shards.decode_check(layout.shards_dir(), layout.load_tokenizer(), texts, split="val")
     return dg.AssetCheckResult(passed=not mismatched,
                                metadata={"mismatched_episodes": dg.MetadataValue.json(mismatched)})
 
 
 @dg.asset_check(
     asset=token_shards,
+    additional_deps=[bpe_vocab],  # the vocab size
     blocking=True,  # an id past the vocab would index past the embedding table
     description="Every token id in both shards is < the vocab size.",
 )
-def token_ids_below_vocab_size(lake_reader: DataLake) -> dg.AssetCheckResult:
-    out_dir, vocab_size = lake_reader.shards_dir(), lake_reader.load_tokenizer().vocab_size
+def token_ids_below_vocab_size(context: dg.AssetCheckExecutionContext, lake_reader: DataLake) -> dg.AssetCheckResult:
+    layout = lake_reader.for_check(context)
+    out_dir, vocab_size = layout.shards_dir(), layout.load_tokenizer().vocab_size
     splits = shards.read_manifest(out_dir)["splits"]
     max_id = max(shards.max_token_id(out_dir / splits[s]["file"]) for s in ("train", "val"))
     return dg.AssetCheckResult(passed=max_id < vocab_size,

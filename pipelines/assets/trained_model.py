@@ -26,7 +26,14 @@ from lexgpt.tracking import runs
 from pipelines.assets.bpe_vocab import bpe_vocab
 from pipelines.assets.shared import MODEL_GROUP
 from pipelines.assets.token_shards import token_shards
-from pipelines.lake import CONFIG_HASH_KEY, config_hash, latest_data_version, latest_metadata, write_lineage
+from pipelines.lake import (
+    CONFIG_HASH_KEY,
+    config_hash,
+    latest_data_version,
+    latest_metadata,
+    write_lineage,
+)
+from pipelines.lake_layout import LakeLayout
 from pipelines.resources import DataLake, MlflowTracking, TrainingLauncher
 from pipelines.run_defaults import defaults_from_file
 from pipelines.training_process import LAUNCHER_PID_ENV
@@ -112,14 +119,14 @@ def _sized_if_auto(context: dg.AssetExecutionContext, config: TrainingConfig, tr
     return sized
 
 
-def _copy_into_lake(lake: DataLake, work_dir: Path, model_cfg) -> Path:
+def _copy_into_lake(layout: LakeLayout, work_dir: Path, model_cfg) -> Path:
     """The trained weights, history and model config from the run's work folder into the
     lake, each written atomically; returns the weights' path."""
-    weights = lake.model_weights_file()
-    for src, dest in ((work_dir / "model.pt", weights), (work_dir / "history.json", lake.model_history_file())):
+    weights = layout.model_weights_file()
+    for src, dest in ((work_dir / "model.pt", weights), (work_dir / "history.json", layout.model_history_file())):
         with atomic.atomic_path(dest) as tmp:
             shutil.copyfile(src, tmp)
-    atomic.write_json(lake.model_config_file(), model_cfg.to_dict())
+    atomic.write_json(layout.model_config_file(), model_cfg.to_dict())
     return weights
 
 
@@ -146,9 +153,10 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
 
     from lexgpt.data import shards
 
-    tokenizer = lake.load_tokenizer()
+    layout = lake.for_asset(context)
+    tokenizer = layout.load_tokenizer()
     # Ids past the vocab or a shard that disagrees with its manifest fail here, naming the file.
-    manifest = shards.validate_shards(lake.shards_dir(), tokenizer.vocab_size)
+    manifest = shards.validate_shards(layout.shards_dir(), tokenizer.vocab_size)
     world = trainer.world_size(torch.cuda.device_count())  # a bad LEXGPT_* setting fails here, in one line
     sized = _sized_if_auto(context, config, manifest["splits"]["train"]["tokens"], tokenizer.vocab_size, world)
     preset, model_cfg, train_cfg = training_plan(config, tokenizer.vocab_size, sized)
@@ -156,11 +164,11 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
               "shards_version": latest_data_version(context.instance, token_shards.key)}
     full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
     run_key = sha256_json({"config": full_config, "inputs": inputs})[:16]
-    work_dir = lake.training_run_dir(run_key)
+    work_dir = layout.training_run_dir(run_key)
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_file = work_dir / "plan.json"
-    atomic.write_json(plan_file, {**full_config, "shards_dir": str(lake.shards_dir()),
-                                  "tokenizer": str(lake.tokenizer_file()), "out_dir": str(work_dir)})
+    atomic.write_json(plan_file, {**full_config, "shards_dir": str(layout.shards_dir()),
+                                  "tokenizer": str(layout.tokenizer_file()), "out_dir": str(work_dir)})
 
     experiment_id = mlflow.setup()
     tags = {**inputs, "dagster_run_id": context.run_id}
@@ -179,9 +187,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
                                         "final_val_loss": reported["val_loss"]})
         runs.show_score_in_run_name(run_id, reported["val_bpc"])
 
-    weights = _copy_into_lake(lake, work_dir, model_cfg)
+    weights = _copy_into_lake(layout, work_dir, model_cfg)
     weights_sha = sha256_file(weights)
-    write_lineage(lake.model_dir(), **inputs, weights_sha256=weights_sha, config=full_config,
+    write_lineage(layout.model_dir(), **inputs, weights_sha256=weights_sha, config=full_config,
                   mlflow_run_id=run_id, run_key=run_key, val_bpc=round(reported["val_bpc"], 4),
                   val_loss=round(reported["val_loss"], 4), steps=reported.get("steps"),
                   auto_plan=sized.to_dict() if sized else None)
@@ -206,7 +214,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "weights_sha256": weights_sha,
             "weights": dg.MetadataValue.path(str(weights)),
             CONFIG_HASH_KEY: config_hash(config.model_dump()),
-            **lake.files_metadata("trained_model"),
+            **layout.files_metadata("trained_model"),
         },
         # Config folded in: a new config with identical weights is still a new model.
         data_version=dg.DataVersion(short(sha256_bytes(f"{weights_sha}:{sha256_json(full_config)}".encode()))),
