@@ -2,7 +2,10 @@
 marks it stale, and one that cannot (a comment, a docstring, formatting) does not.
 
 The hash is over the parsed code (:func:`semantic_hash`): comments and formatting never
-reach the syntax tree, and docstrings are dropped from it.
+reach the syntax tree, and docstrings are dropped from it. So are asset checks (functions
+decorated with ``asset_check``): an asset's module holds its checks, and a check only reads
+the asset, it never decides its output, so editing one leaves the asset fresh (the edited
+check runs with the asset's next materialization, or from the UI's Checks tab).
 
 >>> semantic_hash("x = 1  # one") == semantic_hash('''
 ... x = (
@@ -13,6 +16,8 @@ True
 True
 >>> semantic_hash("x = 1") == semantic_hash("x = 2")
 False
+>>> semantic_hash("x = 1\\n@dg.asset_check(asset=a)\\ndef c():\\n    return 2") == semantic_hash("x = 1")
+True
 """
 
 from __future__ import annotations
@@ -34,9 +39,22 @@ def _drop_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def _is_check(node: ast.stmt) -> bool:
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    for dec in node.decorator_list:
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name in ("asset_check", "multi_asset_check"):
+            return True
+    return False
+
+
 def semantic_hash(source: str) -> str:
-    """Hash of Python source as parsed: comments, docstrings and layout do not count."""
-    tree = _drop_docstrings(ast.parse(source))
+    """Hash of Python source as parsed: comments, docstrings, layout and asset checks do not count."""
+    tree = ast.parse(source)
+    tree.body = [node for node in tree.body if not _is_check(node)]
+    tree = _drop_docstrings(tree)
     return sha256_bytes(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
 
 
