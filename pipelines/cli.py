@@ -279,6 +279,12 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as err:
         from mlflow.exceptions import MlflowException
 
+        from pipelines.storage_errors import home_stores, storage_error_line
+
+        line = storage_error_line(err, *home_stores())  # a read-only or full home
+        if line:
+            print(f"lexgpt {args.command}: {line}", file=sys.stderr)
+            return 1
         if not isinstance(err, MlflowException):
             raise
         # A missing model, version or alias is a user's everyday mistake, not a crash.
