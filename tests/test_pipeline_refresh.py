@@ -61,6 +61,7 @@ def _check_statuses(home: Path) -> dict[str, str | None]:
         return out
 
 
+@pytest.mark.slow  # three refreshes with training (~100-200 s on 2 cores): CI runs it with the slow tests
 @pytest.mark.timeout(900)
 def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path):
     config = tmp_path / "tiny.yaml"
