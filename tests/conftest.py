@@ -140,3 +140,19 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=20)
+
+
+def trained_looking_model(vocab_size: int, tie: bool = False, block_size: int = 64, n_head: int = 2):
+    """A 2-layer, 64-wide GPT with every weight perturbed: zero-initialised projections
+    would hide a wrong mapping of o_proj/down_proj in an export."""
+    import torch
+
+    from lexgpt.modeling.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=n_head, n_embd=64,
+                          tie_embeddings=tie))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()

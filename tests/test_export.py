@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import trained_looking_model
 
 from lexgpt.modeling.export import export_hf
-from lexgpt.modeling.model import GPT, GPTConfig
 from lexgpt.tokenizer.bpe import BPETokenizer
 
 transformers = pytest.importorskip("transformers")
 
 TEXT = ("Lex: What do you think about the meaning of life? I think it's love, and, you know, "
         "the 1,000 small things we do every day... 👋 Ça va?")  # fmt: skip
-
-
-def trained_looking_model(tokenizer: BPETokenizer, tie: bool) -> GPT:
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=64,
-                    tie_embeddings=tie)  # fmt: skip
-    model = GPT(cfg)
-    with torch.no_grad():  # zero-init projections would hide a wrong mapping of o_proj/down_proj
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +23,7 @@ def tokenizer() -> BPETokenizer:
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_transformers_runs_our_weights_with_equal_logits(tmp_path, tokenizer, tie):
-    model = trained_looking_model(tokenizer, tie)
+    model = trained_looking_model(tokenizer.vocab_size, tie)
     export_hf(model, tokenizer, tmp_path / "hf")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
     assert type(hf).__name__ == "Qwen3ForCausalLM"
@@ -46,7 +35,7 @@ def test_transformers_runs_our_weights_with_equal_logits(tmp_path, tokenizer, ti
 
 
 def test_transformers_tokenizer_gives_identical_ids(tmp_path, tokenizer):
-    export_hf(trained_looking_model(tokenizer, False), tokenizer, tmp_path / "hf")
+    export_hf(trained_looking_model(tokenizer.vocab_size), tokenizer, tmp_path / "hf")
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     for text in (TEXT, "  two  spaces\nand lines\r\n", "numbers 1234567 and émoji 🎉🎉", ""):
         assert hf_tok.encode(text, add_special_tokens=False) == tokenizer.encode(text)
@@ -57,7 +46,7 @@ def test_transformers_tokenizer_gives_identical_ids(tmp_path, tokenizer):
 def test_hf_generate_continues_like_our_greedy_decoding(tmp_path, tokenizer):
     from lexgpt.generation.generate import generate
 
-    model = trained_looking_model(tokenizer, False)
+    model = trained_looking_model(tokenizer.vocab_size)
     export_hf(model, tokenizer, tmp_path / "hf")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
     prompt = tokenizer.encode("the quick brown")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import trained_looking_model
 
 from lexgpt.data.vtt import parse_vtt
-from lexgpt.modeling.model import GPT, GPTConfig
 from lexgpt.tokenizer.bpe import BPETokenizer
 
 gguf = pytest.importorskip("gguf")
@@ -51,15 +51,8 @@ def real_tokenizer_and_texts() -> tuple[BPETokenizer, list[str]]:
     return BPETokenizer.train(texts[:8], vocab_size=256 + 1024 + 1), texts[8:]
 
 
-def small_model(tokenizer: BPETokenizer, tie: bool = False) -> GPT:
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=2, n_head=4, n_embd=64,
-                    tie_embeddings=tie)  # fmt: skip
-    model = GPT(cfg)
-    with torch.no_grad():  # zero-init projections would hide a wrong mapping of o_proj/down_proj
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model.eval()
+def small_model(tokenizer: BPETokenizer, tie: bool = False):
+    return trained_looking_model(tokenizer.vocab_size, tie, block_size=128, n_head=4)
 
 
 def load_llama(path: Path, vocab_only: bool = False):
