@@ -64,9 +64,9 @@ def test_the_probe_is_measured_once_per_machine(tmp_path, monkeypatch):
     cpu = torch.device("cpu")
     assert sizing.cached_flops_per_s(cpu, cache) == (5e10, True)
     assert sizing.cached_flops_per_s(cpu, cache) == (5e10, False)
-    assert len(calls) == 1 and json.loads(cache.read_text()) == {f"{sizing.machine_fingerprint(cpu)}|auto": 5e10}
+    assert len(calls) == 1 and json.loads(cache.read_text()) == {f"{sizing.machine_fingerprint(cpu)}|auto|eager": 5e10}
     # A corrupt or hostile cache is measured again, not trusted.
-    for junk in ("not json", json.dumps({f"{sizing.machine_fingerprint(cpu)}|auto": -1}), "[1]"):
+    for junk in ("not json", json.dumps({f"{sizing.machine_fingerprint(cpu)}|auto|eager": -1}), "[1]"):
         cache.write_text(junk)
         assert sizing.cached_flops_per_s(cpu, cache) == (5e10, True)
     assert len(calls) == 4
@@ -74,6 +74,16 @@ def test_the_probe_is_measured_once_per_machine(tmp_path, monkeypatch):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
     assert sizing.cached_flops_per_s(cpu, blocked / "throughput.json") == (5e10, True)
+
+
+def test_the_compile_factor_counts_only_when_the_run_compiles(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sizing, "cached_flops_per_s", lambda device, cache, dtype: (5e10, False))
+    monkeypatch.setattr(sizing, "size_for_budget", lambda flops, *args: seen.append(flops))
+    factor = sizing.COMPILE_SPEEDUP[("cpu", "float32")]
+    for compile in (False, True):
+        sizing.plan_here(480, TRAIN, 1000, dtype="float32", compile=compile)
+    assert seen == [5e10, 5e10 * factor] and factor != 1.0
 
 
 def test_the_probe_measures_this_machine():

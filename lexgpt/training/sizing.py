@@ -15,8 +15,9 @@ al. 2023: ~4 epochs are almost as good as new data, returns fade after ~16), and
 ratio counts those repeated tokens; the warmdown ends at that step.
 
 ``F`` comes from ``probe_flops_per_s``: a few eager steps of a reference shape, times the
-measured speedup of ``torch.compile``; ``cached_flops_per_s`` keeps it per machine so the
-same machine always makes the same plan (and a killed run resumes the same one).
+measured speedup of ``torch.compile`` when the run compiles (``plan_here``);
+``cached_flops_per_s`` keeps the eager rate per machine so the same machine always makes
+the same plan (and a killed run resumes the same one).
 
 >>> plan = size_for_budget(flops_per_s=8e10, budget_s=480, train_tokens=12_000_000, vocab_size=1000)
 >>> plan.n_layer, plan.n_embd, plan.recipe
@@ -123,8 +124,8 @@ def size_for_budget(flops_per_s: float, budget_s: float, train_tokens: int, voca
 
 
 def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 3) -> float:
-    """Training FLOP/s this device reaches: a few eager forward+backward steps of a reference
-    shape (4 x 128 on a CPU, 8 x 512 on a GPU), times ``COMPILE_SPEEDUP``. A few seconds.
+    """Eager training FLOP/s this device reaches: a few forward+backward steps of a reference
+    shape (4 x 128 on a CPU, 8 x 512 on a GPU). A few seconds.
 
     Eager, not compiled: compiling the probe would cost 20-40 s on a CPU, every time the
     cache is empty (a fresh machine's first ``make run``)."""
@@ -139,7 +140,7 @@ def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 3) -> float
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=1024, block_size=block, n_layer=n_layer, n_head=n_head, n_embd=n_embd)).to(device)
     x = torch.randint(0, 1024, (batch, block), device=device)
-    dtype_name, autocast = autocast_for(dtype, device)
+    _, autocast = autocast_for(dtype, device)
     times = []
     for i in range(steps + 1):  # the first step warms allocators and kernels
         start = time.perf_counter()
@@ -150,18 +151,23 @@ def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 3) -> float
             torch.cuda.synchronize(device)
         if i:
             times.append(time.perf_counter() - start)
-    flops = model.estimate_flops_per_token() * batch * block / statistics.median(times)
-    return flops * COMPILE_SPEEDUP.get((device.type, dtype_name), 1.0)
+    return model.estimate_flops_per_token() * batch * block / statistics.median(times)
 
 
 def plan_here(budget_s: float, train_tokens: int, vocab_size: int, ranks: int = 1,
-              dtype: str = "auto") -> SizedPlan:
-    """The plan for this machine: its cached probe (``LEXGPT_CACHE``/throughput.json) times
-    ``ranks`` (GPUs add FLOP/s; CPU ranks on one machine share its cores, so pass 1)."""
+              dtype: str = "auto", compile: bool | None = None) -> SizedPlan:
+    """The plan for this machine: its cached eager probe (``LEXGPT_CACHE``/throughput.json),
+    times ``COMPILE_SPEEDUP`` if the run compiles (``compile``; None: where it pays, as the
+    training loop decides), times ``ranks`` (GPUs add FLOP/s; CPU ranks on one machine share
+    its cores, so pass 1)."""
     from lexgpt.infra import paths
-    from lexgpt.training.device import pick_device
+    from lexgpt.training.device import autocast_for, compile_pays, pick_device
 
-    flops, _ = cached_flops_per_s(pick_device("auto"), paths.cache_dir() / "throughput.json", dtype)
+    device = pick_device("auto")
+    flops, _ = cached_flops_per_s(device, paths.cache_dir() / "throughput.json", dtype)
+    compiles = compile_pays(device) if compile is None else compile
+    if compiles:
+        flops *= COMPILE_SPEEDUP.get((device.type, autocast_for(dtype, device)[0]), 1.0)
     return size_for_budget(flops * ranks, budget_s, train_tokens, vocab_size)
 
 
@@ -177,12 +183,13 @@ def machine_fingerprint(device: Any) -> str:
 
 
 def cached_flops_per_s(device: Any, cache_file: Path, dtype: str = "auto") -> tuple[float, bool]:
-    """``(FLOP/s, measured now)``: the probe's result for this machine, measured once and
-    kept in ``cache_file`` (a JSON map from fingerprint to FLOP/s). Delete the file to
+    """``(eager FLOP/s, measured now)``: the probe's result for this machine, measured once
+    and kept in ``cache_file`` (a JSON map from fingerprint to FLOP/s). Delete the file to
     measure again."""
     from lexgpt.infra import atomic
 
-    key = f"{machine_fingerprint(device)}|{dtype}"
+    # "|eager": entries written before the compile factor moved to plan_here included it.
+    key = f"{machine_fingerprint(device)}|{dtype}|eager"
     try:
         known = json.loads(cache_file.read_text())
         value = known.get(key) if isinstance(known, dict) else None

@@ -102,7 +102,7 @@ def size_to_budget(config: TrainingConfig, train_tokens: int, vocab_size: int, c
 
     minutes = config.max_minutes or TrainConfig.for_preset("gpu-small" if cuda else "cpu-small").max_minutes
     return sizing.plan_here(minutes * 60, train_tokens, vocab_size, ranks=ranks if cuda else 1,
-                            dtype=config.dtype or "auto")
+                            dtype=config.dtype or "auto", compile=config.compile)
 
 
 def _sized_if_auto(context: dg.AssetExecutionContext, config: TrainingConfig, train_tokens: int,
