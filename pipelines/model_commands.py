@@ -37,7 +37,8 @@ COMPARE_PROMPTS = [
 # ------------------------------------------------------------------------- helpers
 
 
-def _fail(command: str, message: str) -> int:
+def fail(command: str, message: str) -> int:
+    """Say what went wrong in one line on stderr; the exit status of a refused command (2)."""
     print(f"lexgpt {command}: {message}", file=sys.stderr)
     return 2
 
@@ -49,7 +50,8 @@ def _params(args: argparse.Namespace, **override) -> GenerationParams:
     return GenerationParams.from_mapping(values)
 
 
-def _load(model_uri: str):
+def load_for_generation(model_uri: str):
+    """``(model, tokenizer)`` of a registered model (``models:/lexgpt@champion``, a run URI)."""
     from lexgpt.tracking import packaging, runs
 
     runs.configure()
@@ -112,8 +114,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         check_prompt(prompt)
     except GenerationParamError as err:
-        return _fail("generate", str(err))
-    model, tokenizer = _load(args.model)
+        return fail("generate", str(err))
+    model, tokenizer = load_for_generation(args.model)
     shown = qa_prompt(prompt) if first.qa else prompt
     for i in range(args.num_samples):
         # Sample i is what `--seed S+i` draws alone: the header names that seed.
@@ -132,8 +134,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     try:
         params = _params(args)
     except GenerationParamError as err:
-        return _fail("chat", str(err))
-    model, tokenizer = _load(args.model)
+        return fail("chat", str(err))
+    model, tokenizer = load_for_generation(args.model)
     print(f"lexgpt chat with {args.model}: type a question, Enter to send, Ctrl-D to leave.")
     turn = 0
     try:
@@ -192,10 +194,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise GenerationParamError(f"{args.prompts}: expected 1 to {MAX_PROMPTS} prompts, one a line, got {len(prompts)}")
         base = _params(args)
     except GenerationParamError as err:
-        return _fail("compare", str(err))
+        return fail("compare", str(err))
     from lexgpt.generation.generate import complete
 
-    models = [(uri, *_load(uri), _val_bpc(uri)) for uri in (args.model_a, args.model_b)]
+    models = [(uri, *load_for_generation(uri), _val_bpc(uri)) for uri in (args.model_a, args.model_b)]
     width = max(30, (shutil.get_terminal_size((160, 24)).columns - 3) // 2)
     heads = [f"{'AB'[i]}: {uri} ({f'{bpc:.4f}' if bpc is not None else '?'} val bits/char)"
              for i, (uri, _, _, bpc) in enumerate(models)]
@@ -223,8 +225,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from lexgpt.serving import openai_api
 
         if args.workers != 1:
-            return _fail("serve", "--openai runs one process (generation takes the CPU); leave --workers out")
-        model, tokenizer = _load(args.model)
+            return fail("serve", "--openai runs one process (generation takes the CPU); leave --workers out")
+        model, tokenizer = load_for_generation(args.model)
         print(f"serving {args.model} as an OpenAI API on http://127.0.0.1:{args.port}/v1 "
               f"(model name {args.model!r} or 'lexgpt'; Ctrl-C stops)", flush=True)
         try:

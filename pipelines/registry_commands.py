@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.model_commands import DEFAULT_MODEL, _fail, _load
+from pipelines.model_commands import DEFAULT_MODEL, fail, load_for_generation
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -36,14 +36,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lexgpt.modeling.export import ExportTargetError, check_export_target, export_hf
 
     if args.dtype != "f32":
-        return _fail("export", f"--dtype {args.dtype}: the Hugging Face export is float32; "
+        return fail("export", f"--dtype {args.dtype}: the Hugging Face export is float32; "
                      "use --format gguf for bf16")
     try:
         check_export_target(args.out)  # before the (slow) load: a bad target is one line
-        model, tokenizer = _load(args.model)
+        model, tokenizer = load_for_generation(args.model)
         out = export_hf(model, tokenizer, args.out)
     except ExportTargetError as err:
-        return _fail("export", str(err))
+        return fail("export", str(err))
     print(f"{args.model} -> {out} (load with transformers.AutoModelForCausalLM.from_pretrained('{out}'))")
     return 0
 
@@ -56,13 +56,13 @@ def _export_gguf(args: argparse.Namespace) -> int:
             export_gguf,
         )
     except ImportError:
-        return _fail("export", "--format gguf needs the gguf package: pip install 'lexgpt[gguf]'")
+        return fail("export", "--format gguf needs the gguf package: pip install 'lexgpt[gguf]'")
     try:
         check_gguf_target(args.out)  # before the (slow) load
-        model, tokenizer = _load(args.model)
+        model, tokenizer = load_for_generation(args.model)
         out = export_gguf(model, tokenizer, args.out, dtype=args.dtype)
     except GGUFTargetError as err:
-        return _fail("export", str(err))
+        return fail("export", str(err))
     ctx = model.config.block_size
     print(f"{args.model} -> {out} ({args.dtype}, context {ctx} tokens; run it with: "
           f"llama-completion -m {out} -c {ctx} -p 'I think that' -n 64)")

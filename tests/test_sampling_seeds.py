@@ -53,7 +53,7 @@ def commands(blind_model, monkeypatch, capsys):
     """``lexgpt ARGS...`` in process on ``blind_model``, with ``stdin``; returns stdout."""
     from pipelines.cli import main
 
-    monkeypatch.setattr("pipelines.model_commands._load", lambda uri: blind_model)
+    monkeypatch.setattr("pipelines.model_commands.load_for_generation", lambda uri: blind_model)
 
     def run(*args: str, stdin: str = "") -> str:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
