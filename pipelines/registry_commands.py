@@ -37,7 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.dtype != "f32":
         return fail("export", f"--dtype {args.dtype}: the Hugging Face export is float32; "
-                     "use --format gguf for bf16")
+                    "use --format gguf for bf16")
     try:
         check_export_target(args.out)  # before the (slow) load: a bad target is one line
         model, tokenizer = load_for_generation(args.model)

@@ -59,10 +59,13 @@ def autocast_for(dtype: str, device: torch.device) -> tuple[str, Any]:
     raise ValueError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
 
 
-def compile_pays(device: torch.device) -> bool:
-    """Whether ``torch.compile`` is on by default: on CUDA, and on CPUs where inductor can
-    build its C++ kernels (a compiler on PATH). Measured on the 2-core CPU: 1.4-1.6x the
-    eager step rate for cpu-small after ~25 s of compilation (BENCHMARKS.md)."""
+def compile_pays(device: torch.device, setting: bool | None = None) -> bool:
+    """Whether a run compiles: ``setting`` (a config's ``compile``) if given; by default on
+    CUDA, and on CPUs where inductor can build its C++ kernels (a compiler on PATH).
+    Measured on 2 CPU cores: 1.4-1.6x the eager step rate in bf16 on AMX, 1.08-1.2x in
+    float32 on an AVX2-only box (BENCHMARKS.md)."""
+    if setting is not None:
+        return setting
     if device.type == "cuda":
         return True
     return device.type == "cpu" and any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))

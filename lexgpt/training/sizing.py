@@ -165,8 +165,7 @@ def plan_here(budget_s: float, train_tokens: int, vocab_size: int, ranks: int = 
 
     device = pick_device("auto")
     flops, _ = cached_flops_per_s(device, paths.cache_dir() / "throughput.json", dtype)
-    compiles = compile_pays(device) if compile is None else compile
-    if compiles:
+    if compile_pays(device, compile):
         flops *= COMPILE_SPEEDUP.get((device.type, autocast_for(dtype, device)[0]), 1.0)
     return size_for_budget(flops * ranks, budget_s, train_tokens, vocab_size)
 

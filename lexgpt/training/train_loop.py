@@ -185,7 +185,7 @@ def _setup(model_config: GPTConfig, cfg: TrainConfig, data_dir: Path, out_dir: P
     run = _Run(cfg, model_config, data_dir, out_dir, token_chars, on_metrics, rank, world, own_group, device,
                device if nccl else torch.device("cpu"), autocast, raw_model, optimizers)  # fmt: skip
     _resume(run)
-    use_compile = cfg.compile if cfg.compile is not None else compile_pays(device)
+    use_compile = compile_pays(device, cfg.compile)
     model = torch.compile(raw_model) if use_compile else raw_model
     run.model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None) if world > 1 else model
     run.sampler = BatchSampler(data_dir / "train.bin", model_config.block_size, cfg.batch_size, cfg.seed)
