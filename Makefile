@@ -10,9 +10,13 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 # The venv's scripts (dagster, mlflow, uvicorn) first on PATH, without activating it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test test-slow test-all ui mlflow-ui bench clean-state
+.PHONY: install install-dev run test test-slow test-all ui mlflow-ui bench clean-state
 
+# `make run` installs what the pipeline needs; `make test` adds the dev extras on top,
+# among them llama-cpp-python, which builds llama.cpp from source (minutes on 2 cores):
+# a fresh machine's `make run` must not pay for a test dependency.
 install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
 # A torch already on the machine (a GPU box) is reused through system site packages;
 # otherwise torch 2.13.0 is installed first so the project's torch range resolves to it.
@@ -23,6 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	  $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q torch==2.13.0; \
 	fi
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
@@ -30,13 +38,13 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(VENV)/bin/lexgpt run $(if $(MINUTES),--minutes $(MINUTES))
 
-test: install
+test: install-dev
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: install
+test-slow: install-dev
 	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
 
-test-all: install
+test-all: install-dev
 	$(PY) -m pytest -q
 
 ui: install
@@ -45,7 +53,7 @@ ui: install
 mlflow-ui: install
 	$(VENV)/bin/lexgpt mlflow-ui
 
-bench: install
+bench: install-dev
 	$(PY) bench/ingest.py
 	$(PY) bench/tokenizer.py
 	$(PY) bench/train.py

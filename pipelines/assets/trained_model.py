@@ -130,6 +130,31 @@ def _copy_into_lake(layout: LakeLayout, work_dir: Path, model_cfg) -> Path:
     return weights
 
 
+def _train_in_pipes(context: dg.AssetExecutionContext, mlflow: MlflowTracking, trainer: TrainingLauncher,
+                    pipes: dg.PipesSubprocessClient, plan_file: Path, inputs: dict, *, run_name: str,
+                    params: dict) -> tuple[str, dict]:
+    """Open the MLflow run, launch the training process tree on ``plan_file`` through Pipes
+    and wait for it; returns the run id and what rank 0 reported (val_bpc, steps, ...)."""
+    import torch
+
+    tags = {**inputs, "dagster_run_id": context.run_id}
+    with runs.start_run(run_name, experiment=mlflow.experiment, tags=tags) as run:
+        run_id = run.info.run_id
+        runs.log_params(params, run_id=run_id)
+        command = trainer.command(plan_file, cuda_devices=torch.cuda.device_count())
+        context.log.info(f"launching: {' '.join(command)}")
+        with warnings.catch_warnings():  # Pipes' own use of a preview API is not the user's concern
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            invocation = pipes.run(context=context, command=command,
+                                   extras={"mlflow_run_id": run_id, "tracking_uri": mlflow.tracking_uri_now()},
+                                   env={LAUNCHER_PID_ENV: str(os.getpid())})
+        reported = {k: getattr(v, "value", v) for k, v in invocation.get_materialize_result().metadata.items()}
+        runs.log_metrics_final(run_id, {"final_val_bpc": reported["val_bpc"],
+                                        "final_val_loss": reported["val_loss"]})
+        runs.show_score_in_run_name(run_id, reported["val_bpc"])
+    return run_id, reported
+
+
 @dg.asset(
     group_name=MODEL_GROUP,
     deps=[token_shards, bpe_vocab],
@@ -170,23 +195,11 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     atomic.write_json(plan_file, {**full_config, "shards_dir": str(layout.shards_dir()),
                                   "tokenizer": str(layout.tokenizer_file()), "out_dir": str(work_dir)})
 
+    context.log.info(f"training {preset} ({model_cfg.to_dict()}) in {work_dir}")
     experiment_id = mlflow.setup()
-    tags = {**inputs, "dagster_run_id": context.run_id}
-    with runs.start_run(f"{preset}-{run_key[:8]}", experiment=mlflow.experiment, tags=tags) as run:
-        run_id = run.info.run_id
-        runs.log_params({**full_config, "preset": preset, "run_key": run_key}, run_id=run_id)
-        command = trainer.command(plan_file, cuda_devices=torch.cuda.device_count())
-        context.log.info(f"training {preset} ({model_cfg.to_dict()}) in {work_dir}: {' '.join(command)}")
-        with warnings.catch_warnings():  # Pipes' own use of a preview API is not the user's concern
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            invocation = pipes.run(context=context, command=command,
-                                   extras={"mlflow_run_id": run_id, "tracking_uri": mlflow.tracking_uri_now()},
-                                   env={LAUNCHER_PID_ENV: str(os.getpid())})
-        reported = {k: getattr(v, "value", v) for k, v in invocation.get_materialize_result().metadata.items()}
-        runs.log_metrics_final(run_id, {"final_val_bpc": reported["val_bpc"],
-                                        "final_val_loss": reported["val_loss"]})
-        runs.show_score_in_run_name(run_id, reported["val_bpc"])
-
+    run_id, reported = _train_in_pipes(context, mlflow, trainer, pipes, plan_file, inputs,
+                                       run_name=f"{preset}-{run_key[:8]}",
+                                       params={**full_config, "preset": preset, "run_key": run_key})
     weights = _copy_into_lake(layout, work_dir, model_cfg)
     weights_sha = sha256_file(weights)
     write_lineage(layout.model_dir(), **inputs, weights_sha256=weights_sha, config=full_config,
