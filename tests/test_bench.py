@@ -43,3 +43,19 @@ def test_generate_bench_reports_both_paths():
     reports = bench("generate.py", "--new-tokens", "20", "--repeat", "1", "--block-size", "64")
     assert [r["block_size"] for r in reports] == [64]
     assert reports[0]["kv_cache_s"] > 0 and reports[0]["recompute_s"] > 0
+
+
+def test_gpu_smoke_runs_its_checks_on_cpu_and_skips_the_cuda_only_ones(tmp_path):
+    # The GPU smoke script is what a lent GPU runs first; on CPU its device-agnostic checks
+    # must pass (so it has not rotted) and the CUDA-only ones say why they were skipped.
+    out = tmp_path / "smoke.json"
+    proc = subprocess.run([sys.executable, "bench/gpu_smoke.py", "--device", "cpu", "--no-compile", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    checks = json.loads(out.read_text())["checks"]
+    status = {name: c["status"] for name, c in checks.items()}
+    assert status == {"compile_bf16_train": "PASS", "fused_adamw": "SKIP", "pinned_batches": "SKIP",
+                      "sdpa_dropout": "PASS", "resume_rng": "PASS", "cached_generation": "PASS",
+                      "gpu_small_mfu": "SKIP"}, checks  # fmt: skip
+    assert all("needs CUDA" in c["detail"] for c in checks.values() if c["status"] == "SKIP")
+    assert "max loss difference 0.0e+00" in checks["resume_rng"]["detail"]  # exact on CPU
