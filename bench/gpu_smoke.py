@@ -23,6 +23,7 @@ this script is what a lent GPU runs first, before the budgeted run (BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -64,6 +65,22 @@ def patterned_shards(folder: Path, n_train: int = 400_000) -> np.ndarray:
         ids.astype("<u2").tofile(folder / name)
     (folder / "manifest.json").write_text(json.dumps({"vocab_size": VOCAB}))
     return np.full(VOCAB, 3, dtype=np.int64)
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """float32 matmuls without TF32 (training turns it on for CUDA), for comparisons to 1e-4."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def max_loss_gap(a, b) -> float:
+    loss = lambda r: np.array([h["train_loss"] for h in r.history if "train_loss" in h])  # noqa: E731
+    return float(np.abs(loss(a) - loss(b)).max())
 
 
 class Smoke:
@@ -120,8 +137,9 @@ class Smoke:
     def sdpa_dropout(self) -> str:
         torch.manual_seed(0)
         q, k, v = (torch.randn(2, 4, 64, 32, device=self.device) for _ in range(3))
-        sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-        torch.testing.assert_close(sdpa, causal_attention(q, k, v), rtol=1e-4, atol=1e-4)
+        with exact_fp32():
+            sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            torch.testing.assert_close(sdpa, causal_attention(q, k, v), rtol=2e-4, atol=2e-4)
         model = GPT(self.model_config).to(self.device)
         for p in model.parameters():  # zero-initialised projections would hide the attention
             torch.nn.init.normal_(p, 0, 0.05)
@@ -138,37 +156,39 @@ class Smoke:
 
     def resume_rng(self) -> str:
         cfg = self.config(max_steps=20, checkpoint_every=8, log_every=1)
-        full = train(self.model_config, cfg, self.work / "data", self.work / "full", self.token_chars, progress=False)
+        data, chars = self.work / "data", self.token_chars
+        full = train(self.model_config, cfg, data, self.work / "full", chars, progress=False)
+        # CUDA's atomics (embedding backward) may reorder float sums: two identical runs give
+        # the noise floor. A lost RNG state (other dropout masks) moves the losses by ~1e-2.
+        noise = max_loss_gap(full, train(self.model_config, cfg, data, self.work / "again", chars,
+                                         progress=False)) if self.cuda else 0.0  # fmt: skip
 
         def crash(step, metrics):
             if step == 12:  # after the step-8 checkpoint
                 raise Crash
 
         try:
-            train(self.model_config, cfg, self.work / "data", self.work / "cut", self.token_chars,
-                  on_metrics=crash, progress=False)  # fmt: skip
+            train(self.model_config, cfg, data, self.work / "cut", chars, on_metrics=crash, progress=False)
         except Crash:
             pass
         ckpt = torch.load(self.work / "cut" / "checkpoint.pt", weights_only=True)
         assert ckpt["step"] == 8, ckpt["step"]
         if self.cuda:
             assert "cuda" in ckpt["rng"][0], "the checkpoint has no CUDA RNG state"
-        resumed = train(self.model_config, cfg, self.work / "data", self.work / "cut", self.token_chars,
-                        progress=False)  # fmt: skip
-        loss = lambda r: np.array([h["train_loss"] for h in r.history if "train_loss" in h])  # noqa: E731
-        diff = float(np.abs(loss(resumed) - loss(full)).max())
-        # Exact on CPU; CUDA's atomics (embedding backward) may reorder float sums slightly,
-        # while a lost RNG state (other dropout masks) moves the losses by ~1e-2.
-        assert diff <= (1e-3 if self.cuda else 0.0), f"resumed losses differ by {diff:.2e}"
-        return f"20 steps, crash at 12, resumed from 8: max loss difference {diff:.1e}"
+        resumed = train(self.model_config, cfg, data, self.work / "cut", chars, progress=False)
+        diff = max_loss_gap(resumed, full)
+        tolerance = 4 * noise + 1e-4 if self.cuda else 0.0  # exact on CPU
+        assert diff <= tolerance, f"resumed losses differ by {diff:.2e} (two identical runs: {noise:.2e})"
+        return f"20 steps, crash at 12, resumed from 8: max loss difference {diff:.1e} (noise {noise:.1e})"
 
     def cached_generation(self) -> str:
         if self.trained is None:
             raise Skip("compile_bf16_train did not produce weights")
         model = load_model(self.trained, device=self.device)
         prompt = list(range(1, 40))
-        with_cache = list(generate(model, prompt, 300, temperature=0))  # slides past block_size
-        without = list(generate(model, prompt, 300, temperature=0, use_cache=False))
+        with exact_fp32():  # TF32 noise could flip a near-tie between two greedy candidates
+            with_cache = list(generate(model, prompt, 300, temperature=0))  # slides past block_size
+            without = list(generate(model, prompt, 300, temperature=0, use_cache=False))
         assert with_cache == without, "the KV cache changed greedy tokens"
         return f"300 greedy tokens equal with and without the cache on {self.device}"
 

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from lexgpt.modeling import model_files
 from lexgpt.tracking import packaging, runs
-from test_tracking import _register, store, tiny_model_files  # noqa: F401 - fixtures
+from mlflow_store import register_champion, store, tiny_model_files  # noqa: F401 - fixtures
 
 PLANTED = "print('planted')\nopen({marker!r}, 'w').write('ran')\n"
 
@@ -41,7 +41,7 @@ def refusal(excinfo) -> str:
 
 
 def test_the_logged_model_is_data_with_hashes_in_the_registry(store, tiny_model_files):
-    info = _register(*tiny_model_files)
+    info = register_champion(*tiny_model_files)
     folder = stored_model_dir(info.version)
     assert not list(folder.rglob("*.py")) and not list(folder.rglob("*.pkl"))
     flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
@@ -54,7 +54,7 @@ def test_the_logged_model_is_data_with_hashes_in_the_registry(store, tiny_model_
 
 
 def test_code_planted_in_the_artifact_store_never_runs(store, tiny_model_files, tmp_path, monkeypatch):
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     folder = stored_model_dir()
     marker = tmp_path / "planted-code-ran"
     # what an attacker with write access to the artifact store does: code beside the model,
@@ -84,7 +84,7 @@ def test_a_model_logged_before_the_subpackages_still_loads(store, tiny_model_fil
     """Versions registered before the library moved into subpackages name the old
     ``lexgpt.mlflow_model`` as their loader; MLflow's own loader still finds it (the shim),
     and lexgpt's checked load never reads the MLmodel at all."""
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     folder = stored_model_dir()
     mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
     mlmodel["flavors"]["python_function"]["loader_module"] = "lexgpt.mlflow_model"
@@ -115,7 +115,7 @@ def test_no_lexgpt_code_loads_a_stored_mlflow_model():
     ("tokenizer.json", lambda p: p.write_bytes(p.read_bytes().replace(b"e", b"f", 1)), "sha256"),
 ])  # fmt: skip
 def test_a_changed_file_is_refused_in_one_line_naming_it(store, tiny_model_files, tmp_path, name, change, says):
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     stored = stored_model_dir() / model_files.DATA_DIR / name
     change(stored)
     with pytest.raises(packaging.ModelRefused) as err:
@@ -128,7 +128,7 @@ def test_a_changed_file_is_refused_in_one_line_naming_it(store, tiny_model_files
 def test_the_cli_says_what_is_wrong_in_one_line(store, tiny_model_files, capsys):
     from pipelines.cli import main
 
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     weights = stored_model_dir() / model_files.DATA_DIR / "model.pt"
     weights.write_bytes(weights.read_bytes()[:1000])
     assert main(["generate", "hi", "--max-new-tokens", "2"]) == 1
@@ -137,7 +137,7 @@ def test_the_cli_says_what_is_wrong_in_one_line(store, tiny_model_files, capsys)
 
 
 def test_a_version_without_recorded_hashes_is_refused(store, tiny_model_files):
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     MlflowClient().delete_model_version_tag("lexgpt", "1", "lexgpt.model_files")
     with pytest.raises(packaging.ModelRefused) as err:
         packaging.load_model_for_generation("models:/lexgpt@champion")
@@ -147,7 +147,7 @@ def test_a_version_without_recorded_hashes_is_refused(store, tiny_model_files):
 def test_an_oversized_config_is_refused_before_anything_is_allocated(store, tiny_model_files, monkeypatch):
     # the hashes match (the attacker could write the registry too, or the file was
     # registered like this): GPTConfig's parameter cap must stop it before GPT() allocates
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     config = stored_model_dir() / model_files.DATA_DIR / "config.json"
     values = {**json.loads(config.read_text()), "n_layer": 64, "n_head": 64, "n_embd": 8192, "mlp_hidden": 0}
     config.write_text(json.dumps(values))
@@ -201,7 +201,7 @@ def own_home(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("keep_original", [False, True], ids=["moved", "copied"])
 def test_a_copied_home_uses_its_own_artifacts(own_home, tmp_path, tiny_model_files, keep_original):
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     shutil.copytree(tmp_path / "orig", tmp_path / "moved", symlinks=True)
     if not keep_original:
         shutil.rmtree(tmp_path / "orig")
@@ -213,14 +213,14 @@ def test_a_copied_home_uses_its_own_artifacts(own_home, tmp_path, tiny_model_fil
     moved_artifacts = (tmp_path / "moved" / "mlruns" / "artifacts").as_uri()
     experiment = MlflowClient().get_experiment(runs.get_or_create_experiment())
     assert experiment.artifact_location.startswith(moved_artifacts)
-    info = _register(*tiny_model_files, val_bpc=1.0)  # training in the copy writes into the copy
+    info = register_champion(*tiny_model_files, val_bpc=1.0)  # training in the copy writes into the copy
     assert MlflowClient().get_run(info.run_id).info.artifact_uri.startswith(moved_artifacts)
     assert stored_model_dir(info.version).is_relative_to(tmp_path / "moved")
     assert sorted((tmp_path / "orig").rglob("*")) == before  # the original is not written to
 
 
 def test_a_store_copied_without_its_artifacts_is_refused_in_one_line(own_home, tmp_path, tiny_model_files):
-    _register(*tiny_model_files)
+    register_champion(*tiny_model_files)
     (tmp_path / "copy" / "mlruns").mkdir(parents=True)
     shutil.copy(tmp_path / "orig" / "mlruns" / "mlflow.db", tmp_path / "copy" / "mlruns")
     with pytest.raises(runs.moved_home.MovedStoreError) as err:
