@@ -188,10 +188,8 @@ def test_learns_and_reports_metrics(tmp_path):
 
 
 @pytest.mark.slow  # inductor compiles C++ kernels: ~25 s on 2 cores
-def test_compiled_model_trains_like_eager(tmp_path, monkeypatch):
+def test_compiled_model_trains_like_eager(tmp_path):
     token_chars = write_shards(tmp_path / "data")
-    monkeypatch.setenv("LEXGPT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     base = dict(max_steps=30, batch_size=4, log_every=10, eval_every=1000, checkpoint_every=1000)
     eager = train(model_config(), steps(**base), tmp_path / "data", tmp_path / "e", token_chars, progress=False)
     compiled = train(model_config(), steps(**base, compile=True), tmp_path / "data", tmp_path / "c",
@@ -210,8 +208,6 @@ def test_compiled_model_trains_like_eager(tmp_path, monkeypatch):
             p.normal_(0, 0.3)
         idx = torch.randint(0, VOCAB, (3, 16))
         torch.testing.assert_close(torch.compile(fresh)(idx)[0], fresh(idx)[0], rtol=0, atol=1e-5)
-    # The compiled kernels were kept under lexgpt's cache, not in /tmp (emptied at boot).
-    assert any((tmp_path / "cache" / "inductor").rglob("*.py")), "no compiled kernel in the persistent cache"
     # Weights are saved from the uncompiled module: no "_orig_mod." prefix.
     state = torch.load(compiled.weights_path, weights_only=True)
     assert set(state) == set(torch.load(eager.weights_path, weights_only=True))

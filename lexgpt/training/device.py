@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 from typing import Any
 
 import torch
-
-from lexgpt.infra import paths
 
 # Dense bf16 tensor-core peaks (FLOP/s) for MFU. H100 SXM 989 T, PCIe 756 T (NVIDIA's
 # datasheets, without sparsity); others: MFU is not reported rather than guessed.
@@ -72,20 +69,6 @@ def compile_pays(device: torch.device, setting: bool | None = None) -> bool:
     if device.type == "cuda":
         return True
     return device.type == "cpu" and any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
-
-
-def keep_compiled_kernels(folder: Path | None = None) -> Path:
-    """Point torch.compile's on-disk caches (inductor's kernels, FX graphs, AOTAutograd) at
-    ``folder``, by default ``~/.cache/lexgpt/inductor``, unless ``TORCHINDUCTOR_CACHE_DIR``
-    is already set; returns the folder in use. Call it before the first compile.
-
-    torch's own default is ``/tmp/torchinductor_$USER``, which systems with /tmp on tmpfs
-    empty at every boot; a cold compile costs 40-55 s of an 8-minute CPU budget, a warm
-    one ~4 s (BENCHMARKS.md).
-    """
-    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder or paths.cache_dir() / "inductor")
-    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
 def set_cpu_threads(threads: int = 0) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lexgpt.data.shards import MANIFEST, ShardError, max_token_id, validate_shards
+from lexgpt.infra import paths
 from lexgpt.modeling.checkpoint import CheckpointError
 from lexgpt.modeling.model import GPTConfig
 from lexgpt.training.train_config import RECIPES, TrainConfig
@@ -111,6 +112,7 @@ def _parser(train_config_cls: type) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    paths.persist_compile_cache()  # before torch._dynamo is imported (lexgpt.infra.paths)
     p = _parser(TrainConfig)
     args = p.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}

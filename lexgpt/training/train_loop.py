@@ -43,8 +43,7 @@ from lexgpt.infra.interrupts import StopRequest, stop_on_interrupt
 from lexgpt.modeling.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                                         save_model, set_rng_state)  # fmt: skip
 from lexgpt.modeling.model import GPT, GPTConfig
-from lexgpt.training.device import (autocast_for, compile_pays, dist_env, keep_compiled_kernels, peak_flops,
-                                   pick_device, set_cpu_threads)
+from lexgpt.training.device import autocast_for, compile_pays, dist_env, peak_flops, pick_device, set_cpu_threads
 from lexgpt.training.optim import build_optimizers, lr_multiplier
 from lexgpt.training.train_config import TrainConfig
 from lexgpt.training.train_progress import EvalSchedule, progress_bar, show, time_left
@@ -187,8 +186,6 @@ def _setup(model_config: GPTConfig, cfg: TrainConfig, data_dir: Path, out_dir: P
                device if nccl else torch.device("cpu"), autocast, raw_model, optimizers)  # fmt: skip
     _resume(run)
     use_compile = compile_pays(device, cfg.compile)
-    if use_compile:
-        keep_compiled_kernels()  # warm across reboots, not only until /tmp is emptied
     model = torch.compile(raw_model) if use_compile else raw_model
     run.model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None) if world > 1 else model
     run.sampler = BatchSampler(data_dir / "train.bin", model_config.block_size, cfg.batch_size, cfg.seed)
