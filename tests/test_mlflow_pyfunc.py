@@ -197,7 +197,7 @@ def test_lexgpt_serve_answers_invocations_on_localhost(store, tmp_path, tiny_mod
             urllib.request.urlopen(req, timeout=60)
         assert err.value.code == 400
         assert "max_new_tokens must be a whole number from 0 to 1024" in err.value.read().decode()
-        # a body over the bound: 413 in one line, without reading it all or echoing it
+        # a body over the bound: 413 in one line, the body dropped as it comes (never held), not echoed
         huge = json.dumps({"inputs": ["x" * (2 << 20)]}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=huge,
                                      headers={"Content-Type": "application/json"})
