@@ -1,6 +1,6 @@
 """KV-cache vs full-recompute generation speed (random-init weights: speed only).
 
-    python bench/generate.py                       # cpu-small, block 256 and block 1024
+    python bench/generate.py                       # the preset's block and block 1024
     python bench/generate.py --preset seed-76m --block-size 256
 
 Both paths sample greedily from the same prompt and must produce the same tokens. With

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 # Sizes chosen by measurement (BENCHMARKS.md, "Model quality"). The CPU preset is what a
 # 2-core box trains well in 8 minutes; the GPU preset is for one GPU and ~10 minutes.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu-small": dict(block_size=256, n_layer=4, n_head=3, n_embd=192),
+    "cpu-small": dict(block_size=128, n_layer=4, n_head=3, n_embd=192),
     "gpu-small": dict(block_size=512, n_layer=8, n_head=8, n_embd=512, dropout=0.1),
     # A tiny model for tests and smoke runs (seconds, not minutes).
     "test-tiny": dict(block_size=64, n_layer=2, n_head=2, n_embd=64),

@@ -87,7 +87,7 @@ class SizedPlan:
 
 def _shape_class(n_embd: int) -> tuple[str, int, int]:
     """(recipe, block_size, batch_size) for a width: the two presets' measured settings."""
-    return ("cpu-small", 256, 16) if n_embd <= 256 else ("gpu-small", 512, 64)
+    return ("cpu-small", 128, 32) if n_embd <= 256 else ("gpu-small", 512, 64)
 
 
 def size_for_budget(flops_per_s: float, budget_s: float, train_tokens: int, vocab_size: int,

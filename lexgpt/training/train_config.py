@@ -22,7 +22,7 @@ class TrainConfig:
     preset: str = "cpu-small"
     max_steps: int = 0  # 0 = no step limit (then max_minutes must be set)
     max_minutes: float | None = 8.0  # training-time budget, summed over resumes; None = none
-    batch_size: int = 16  # sequences per micro-step and rank
+    batch_size: int = 32  # sequences per micro-step and rank (32 x cpu-small's 128 tokens)
     grad_accum: int = 1
     optimizer: str = "muon"  # muon (hidden matrices) + adamw (the rest), or adamw everywhere
     matrix_lr: float = 0.03  # measured: 0.013 / 0.02 / 0.03 / 0.04 (BENCHMARKS.md)
