@@ -15,7 +15,8 @@ from conftest import REPO
 # A process like `lexgpt chat`: polars loaded (MLflow imports it), whose SIGINT handler
 # makes the kernel restart a blocking read after Ctrl-C.
 CHILD = """
-import sys
+import faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's report if the child hangs
 import polars  # noqa: F401
 from pipelines.line_input import read_line
 try:
@@ -65,7 +66,19 @@ def test_ctrl_c_at_a_terminal_prompt_ends_the_wait_at_once():
                 break
             except subprocess.TimeoutExpired:
                 if attempt == 2:
-                    raise
+                    raise AssertionError(f"no exit 20 s after two Ctrl-C; the child's stacks:\n{stacks(proc, leader)}")
     finally:
         proc.kill()
         os.close(leader)
+
+
+def stacks(proc: subprocess.Popen, leader: int) -> str:
+    """What a hung child printed since, then every thread's stack (faulthandler on SIGUSR1)."""
+    os.kill(proc.pid, signal.SIGUSR1)
+    out, deadline = b"", time.monotonic() + 5
+    while time.monotonic() < deadline and select.select([leader], [], [], 0.5)[0]:
+        try:
+            out += os.read(leader, 65536)
+        except OSError:
+            break
+    return out.decode("utf-8", errors="replace")
