@@ -32,9 +32,10 @@ class BatchSampler:
     on (seed, g).
 
     An epoch cuts the shard into back-to-back windows of ``block_size + 1`` tokens from an
-    offset drawn for that epoch, and visits them in an order drawn for that epoch: every
-    token is trained on once per epoch (random windows drawn with replacement see only
-    ~1 - 1/e of the shard in one epoch's worth of batches and some windows twice).
+    offset drawn for that epoch, and visits them in an order drawn for that epoch: each
+    token is trained on once per epoch, but for less than two windows at the shard's ends
+    (random windows drawn with replacement see ~1 - 1/e of the shard in an epoch's worth of
+    batches, and some stretches twice).
     """
 
     def __init__(self, path: str | os.PathLike[str], block_size: int, batch_size: int, seed: int) -> None:
