@@ -43,10 +43,21 @@ def test_lines_then_eof_each_line_once():
                                       "got 'no newline at the end'\n", "EOF\n"]
 
 
+def like_a_shell() -> None:
+    """Start the child with Ctrl-C delivered and not ignored, as a shell starts a command.
+
+    Both survive exec: a child inherits an ignored SIGINT (then Python installs no handler)
+    and a blocked one (then the signal stays pending). In the full suite the child once sat in
+    select() through two Ctrl-C with one thread (its stacks, below), as if the pytest process
+    had SIGINT ignored or blocked by then."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_at_a_terminal_prompt_ends_the_wait_at_once():
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=follower, stdout=follower, stderr=follower,
-                            cwd=REPO, start_new_session=True)
+                            cwd=REPO, start_new_session=True, preexec_fn=like_a_shell)
     os.close(follower)
     seen = b""
     try:
