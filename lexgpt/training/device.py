@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from typing import Any
@@ -35,6 +36,7 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """True where oneDNN runs bf16 matmuls natively (AVX512-BF16 / AMX), so bf16 pays."""
     try:

@@ -84,8 +84,8 @@ def build_optimizers(
     else:
         # Keller Jordan's scaling (sqrt(max(1, rows/cols))). His and nanochat's lr is 0.02; 0.03
         # measured better for cpu-small (BENCHMARKS.md). The recipe's values live in TrainConfig.
-        # lexgpt.training.muon.Muon: torch's update, its iteration batched and in fp32 on CPU (45x faster
-        # there than torch's bf16 one, bench/muon.py); bf16 on CUDA as torch does.
+        # lexgpt.training.muon.Muon: torch's update, its iteration batched, in fp32 on CPUs without
+        # native bf16 (45x faster there than torch's bf16 one, bench/muon.py), else in bf16 as torch does.
         optimizers = [Muon(matrices, lr=matrix_lr, weight_decay=weight_decay)]
     adam_groups = [g for g in adam_groups if g["params"]]
     optimizers.insert(0, torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, **extra))
