@@ -88,12 +88,25 @@ def test_bits_per_char_on_a_hand_checkable_case(tmp_path):
 
 
 def test_every_val_target_is_scored_exactly_once():
-    for n_tokens, block in [(2, 8), (9, 8), (10, 8), (1000, 64), (1001, 64), (5, 1)]:
-        starts, skips = window_plan(n_tokens, block)
+    for n_tokens, block in [(2, 8), (9, 8), (10, 8), (1000, 64), (1001, 64), (5, 1), (1003, 64)]:
         T = min(block, n_tokens - 1)
-        scored = [s + 1 + i for s, k in zip(starts, skips) for i in range(k, T)]
-        assert sorted(scored) == list(range(1, n_tokens)), (n_tokens, block)
-        assert all(s + T < n_tokens for s in starts)
+        for stride in sorted({None, 1, max(1, T // 3), T}, key=lambda s: s or 0):
+            starts, skips = window_plan(n_tokens, block, stride=stride)
+            scored = [s + 1 + i for s, k in zip(starts, skips) for i in range(k, T)]
+            assert sorted(scored) == list(range(1, n_tokens)), (n_tokens, block, stride)
+            assert all(s + T < n_tokens for s in starts)
+
+
+def test_the_sliding_eval_gives_every_target_past_the_first_window_its_context():
+    # What the n-gram baseline always has (its order - 1 tokens) and generation has (its
+    # recent tokens): a target is predicted from at least block - stride tokens before it.
+    n_tokens, block = 1001, 64
+    for stride, least in [(None, 32), (16, 48), (64, 0)]:
+        starts, skips = window_plan(n_tokens, block, stride=stride)
+        context = {s + 1 + i: i for s, k in zip(starts, skips) for i in range(k, block)}
+        assert min(c for t, c in context.items() if t > block) >= least, stride
+    with pytest.raises(ValueError, match="stride must be 1 .. 64"):
+        window_plan(n_tokens, block, stride=65)
 
 
 def test_quick_evals_spread_over_all_of_val():
