@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -123,12 +124,13 @@ def size_for_budget(flops_per_s: float, budget_s: float, train_tokens: int, voca
 
 
 def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 5) -> float:
-    """Eager training FLOP/s this device reaches: the fastest of a few forward+backward steps
+    """Eager training FLOP/s this device reaches: the median of a few forward+backward steps
     of a reference shape (4 x 128 on a CPU, 8 x 512 on a GPU). A few seconds.
 
-    The fastest, not the median: another process or a busy neighbour only ever adds time,
-    and the plan is kept for the machine (``cached_flops_per_s``). On one 2-core box in one
-    day the median of 3 steps read 104-174 GFLOP/s, enough to flip the chosen shape.
+    The median, not the fastest step: the plan needs the rate the run will see, noisy
+    neighbours included (the fastest of 5 read 131-161 GFLOP/s on one box while the runs
+    trained 20-30% fewer tokens than that predicted). Five steps, not three: one 2-core box
+    read 104-174 GFLOP/s in one day from three, enough to flip the chosen shape.
 
     Eager, not compiled: compiling the probe would cost 20-40 s on a CPU, every time the
     cache is empty (a fresh machine's first ``make run``)."""
@@ -154,7 +156,7 @@ def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 5) -> float
             torch.cuda.synchronize(device)
         if i:
             times.append(time.perf_counter() - start)
-    return model.estimate_flops_per_token() * batch * block / min(times)
+    return model.estimate_flops_per_token() * batch * block / statistics.median(times)
 
 
 def plan_here(budget_s: float, train_tokens: int, vocab_size: int, ranks: int = 1,
