@@ -17,15 +17,18 @@ lexgpt.generation.generation_params.GenerationParamError: max_new_tokens must be
 
 Underneath, :func:`generate` yields token ids from a GPT with a KV cache.
 
-The context window. Learned absolute position embeddings mean a cached key belongs to
-one position: once the window is full, dropping the oldest token shifts every position
-and invalidates the whole cache. Recomputing the full window for every new token would
-make the cache useless past ``block_size``, so the window *slides in hops*: when it would
-exceed ``block_size`` tokens it restarts from the last ``keep`` tokens (default 3/4 of
-``block_size``), which are re-encoded in one batched forward; the next
-``block_size - keep`` tokens are then cheap cached steps. The whole policy lives in
-:func:`_slide`, so a model with relative positions (RoPE) can swap it for a rolling
-cache there. ``use_cache=False`` follows the same window policy with a full forward per
+The context window. Positions count from the window's start and stay below
+``block_size`` (the positions the model trained on, and what its RoPE tables hold): a
+cached key was rotated for its position, so once the window is full, dropping the oldest
+token would shift every position and invalidate the whole cache. Recomputing the full
+window for every new token would make the cache useless past ``block_size``, so the window
+*slides in hops*: when it would exceed ``block_size`` tokens it restarts from the last
+``keep`` tokens (default 3/4 of ``block_size``), which are re-encoded in one batched
+forward; the next ``block_size - keep`` tokens are then cheap cached steps. So every
+generated token past the first window sees at least ``keep`` tokens before it (the val
+score, ``lexgpt.evaluation.loss_eval``, likewise gives every target at least half a window). The whole policy lives in
+:func:`_slide`; since RoPE scores depend only on distance, a rolling cache could replace
+it there. ``use_cache=False`` follows the same window policy with a full forward per
 token, so both paths produce the same tokens (the tests check this).
 """
 
@@ -138,7 +141,7 @@ def _slide(length: int, start: int, block_size: int, keep: int) -> int:
     """The window's new start once ``length`` tokens exist and it began at ``start``.
 
     Unchanged while ``tokens[start:]`` fits ``block_size``; otherwise the last ``keep``
-    tokens (which the caller re-encodes: with learned positions old keys are stale).
+    tokens (which the caller re-encodes: their cached keys were rotated for old positions).
 
     >>> _slide(10, 0, 16, 12), _slide(17, 0, 16, 12)
     (0, 5)
