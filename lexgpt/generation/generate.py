@@ -26,10 +26,11 @@ window for every new token would make the cache useless past ``block_size``, so 
 ``keep`` tokens (default 3/4 of ``block_size``), which are re-encoded in one batched
 forward; the next ``block_size - keep`` tokens are then cheap cached steps. So every
 generated token past the first window sees at least ``keep`` tokens before it (the val
-score, ``lexgpt.evaluation.loss_eval``, likewise gives every target at least half a window). The whole policy lives in
-:func:`_slide`; since RoPE scores depend only on distance, a rolling cache could replace
-it there. ``use_cache=False`` follows the same window policy with a full forward per
-token, so both paths produce the same tokens (the tests check this).
+score, ``lexgpt.evaluation.loss_eval``, likewise gives every target at least half a
+window). The whole policy lives in :func:`_slide`; since RoPE scores depend only on
+distance, a rolling cache could replace it there. ``use_cache=False`` follows the same
+window policy with a full forward per token, so both paths produce the same tokens (the
+tests check this).
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 ``torch.optim.Muon`` orthogonalises each matrix's update on its own, always in bfloat16.
 On a CPU without fast bf16 kernels (AVX2 only; measured on an AMD EPYC) an eager bf16 matmul
 of the iteration's size ran 45x slower than float32 (0.34 s against 7.5 ms for
-512x512 @ 512x1408), so one gpu-small optimizer step took ~135 s on CPU; where bf16 is native
-(AVX512-BF16, AMX) it is the faster one (cpu-small's step: 28 ms against 55 ms in float32 on
-an AVX512-BF16 EPYC). This subclass
-keeps torch's update rule, hyper-parameters and state (``momentum_buffer``, so checkpoints
-load in either) and changes only how the iteration runs:
+512x512 @ 512x1408), so one gpu-small optimizer step took ~135 s on CPU. Where bf16 is
+native (AVX512-BF16, AMX) it is the faster one: cpu-small's step took 30 ms against 59 ms in
+float32 on an AVX512-BF16 EPYC (bench/muon.py). This subclass keeps torch's update rule,
+hyper-parameters and state (``momentum_buffer``, so checkpoints load in either) and changes
+only how the iteration runs:
 
 - in ``ns_dtype``: bfloat16 on CUDA (as torch does) and on CPUs with native bf16 matmuls,
   float32 on the others;
