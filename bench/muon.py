@@ -19,7 +19,7 @@ import time
 import torch
 
 from lexgpt.modeling.model import GPT, GPTConfig
-from lexgpt.training.muon import Muon
+from lexgpt.training.muon import Muon, ns_dtype_for
 
 
 def _matrices(model: GPT) -> list[torch.nn.Parameter]:
@@ -54,7 +54,7 @@ def main() -> None:
         for w in _matrices(model):
             w.normal_(0, 0.02)  # projections start at zero; give every matrix a spread
     torch_s, torch_model = time_steps(lambda ps: torch.optim.Muon(ps, lr=0.02), model, args.repeat)
-    ours = Muon([torch.nn.Parameter(torch.zeros(1, 1))], lr=0.02)._dtype_for(torch.device("cpu"))
+    ours = ns_dtype_for(torch.device("cpu"))
     ours_s, _ = time_steps(lambda ps: Muon(ps, lr=0.02), model, args.repeat)
     fp32_s, _ = time_steps(lambda ps: Muon(ps, lr=0.02, ns_dtype=torch.float32), model, args.repeat)
     _, same_math = time_steps(lambda ps: Muon(ps, lr=0.02, ns_dtype=torch.bfloat16), model, args.repeat)

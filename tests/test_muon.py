@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lexgpt.training import device as device_module
 from lexgpt.training import muon as muon_module
 from lexgpt.training.muon import Muon, orthogonalize
 
@@ -47,15 +48,19 @@ def test_float32_iteration_is_close_to_torchs_bfloat16_one():
 def test_the_cpu_iteration_runs_in_bfloat16_only_where_bf16_matmuls_are_native(monkeypatch, fast_bf16, expected):
     # An AVX2-only CPU runs a bf16 matmul of this size ~45x slower than fp32; AVX512-BF16 or
     # AMX run it ~2x faster (bench/muon.py). An explicit ns_dtype wins either way.
-    monkeypatch.setattr(muon_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    monkeypatch.setattr(device_module, "cpu_has_fast_bf16", lambda: fast_bf16)
     seen = []
     monkeypatch.setattr(muon_module, "orthogonalize", lambda batch, *a: seen.append(batch.dtype) or batch)
-    opt = Muon(_params(0), lr=0.02)
-    for p in opt.param_groups[0]["params"]:
-        p.grad = torch.randn_like(p)
-    opt.step()
-    assert seen and set(seen) == {expected}
-    assert Muon(_params(0), lr=0.02, ns_dtype=torch.float64)._dtype_for(torch.device("cpu")) == torch.float64
+
+    def step(opt):
+        for p in opt.param_groups[0]["params"]:
+            p.grad = torch.randn_like(p)
+        seen.clear()
+        opt.step()
+        return set(seen)
+
+    assert step(Muon(_params(0), lr=0.02)) == {expected}
+    assert step(Muon(_params(0), lr=0.02, ns_dtype=torch.float64)) == {torch.float64}
 
 
 def test_orthogonalize_gives_singular_values_near_one_for_a_batch():

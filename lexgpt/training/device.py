@@ -45,15 +45,19 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True where bf16 matmuls run natively and so beat float32: CUDA with bf16 support,
+    CPUs with AVX512-BF16 or AMX. Decides bf16 autocast and Muon's iteration dtype."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_fast_bf16()
+
+
 def autocast_for(dtype: str, device: torch.device) -> tuple[str, Any]:
-    """(dtype name, autocast context or None). ``auto``: bf16 on CUDA with bf16 support
-    and on CPUs with native bf16 matmuls, else float32."""
+    """(dtype name, autocast context or None). ``auto``: bf16 where it is native
+    (:func:`native_bf16`), else float32."""
     if dtype == "auto":
-        if device.type == "cuda":
-            fast = torch.cuda.is_bf16_supported()
-        else:
-            fast = device.type == "cpu" and cpu_has_fast_bf16()
-        dtype = "bfloat16" if fast else "float32"
+        dtype = "bfloat16" if native_bf16(device) else "float32"
     if dtype == "float32":
         return dtype, None
     if dtype == "bfloat16":

@@ -9,8 +9,8 @@ float32 on an AVX512-BF16 EPYC (bench/muon.py). This subclass keeps torch's upda
 hyper-parameters and state (``momentum_buffer``, so checkpoints load in either) and changes
 only how the iteration runs:
 
-- in ``ns_dtype``: bfloat16 on CUDA (as torch does) and on CPUs with native bf16 matmuls,
-  float32 on the others;
+- in ``ns_dtype``: bfloat16 where bf16 matmuls are native (CUDA, as torch does; CPUs with
+  AVX512-BF16 or AMX), float32 on the others (:func:`ns_dtype_for`);
 - over all matrices of one shape at once (``torch.baddbmm``), a few kernel launches per
   shape instead of ~15 per matrix.
 
@@ -29,7 +29,7 @@ from collections import defaultdict
 
 import torch
 
-from lexgpt.training.device import cpu_has_fast_bf16
+from lexgpt.training.device import native_bf16
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's (Keller Jordan's quintic)
 
@@ -49,19 +49,18 @@ def orthogonalize(updates: torch.Tensor, steps: int = 5, eps: float = 1e-7,
     return x.mT if tall else x
 
 
+def ns_dtype_for(device: torch.device) -> torch.dtype:
+    """The iteration's default dtype on ``device``: bfloat16 where it is native, else float32."""
+    return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
 class Muon(torch.optim.Muon):
-    """``torch.optim.Muon`` with a batched iteration in ``ns_dtype`` (None: bfloat16 on CUDA and
-    on CPUs with native bf16 matmuls, float32 elsewhere)."""
+    """``torch.optim.Muon`` with a batched iteration in ``ns_dtype`` (None: :func:`ns_dtype_for`
+    the parameters' device)."""
 
     def __init__(self, params, *args, ns_dtype: torch.dtype | None = None, **kwargs) -> None:
         super().__init__(params, *args, **kwargs)
         self.ns_dtype = ns_dtype
-
-    def _dtype_for(self, device: torch.device) -> torch.dtype:
-        if self.ns_dtype is not None:
-            return self.ns_dtype
-        fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
-        return torch.bfloat16 if fast_bf16 else torch.float32
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -87,7 +86,7 @@ class Muon(torch.optim.Muon):
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
             by_shape[(tuple(p.shape), p.device)].append((p, update))
         for (shape, device), items in by_shape.items():
-            batch = torch.stack([u for _, u in items]).to(self._dtype_for(device))
+            batch = torch.stack([u for _, u in items]).to(self.ns_dtype or ns_dtype_for(device))
             ortho = orthogonalize(batch, group["ns_steps"], group["eps"], group["ns_coefficients"])
             adjusted = lr * _lr_ratio(group["adjust_lr_fn"], shape)
             for (p, _), o in zip(items, ortho):
