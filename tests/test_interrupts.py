@@ -69,3 +69,26 @@ def test_handler_and_hook_are_restored():
             pass
         assert signal.getsignal(signal.SIGINT) is not handler
     assert signal.getsignal(signal.SIGINT) is handler and sys.unraisablehook is hook
+
+
+def test_both_handlers_are_back_after_a_framework_rebound_sigterm_inside():
+    """Dagster binds SIGTERM to SIGINT's handler whenever it swaps its own handler in or out
+    (``setup_interrupt_handlers``); inside the block that is this request's handler, which
+    used to outlive the block (seen after each in-process refresh in the test suite)."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with stop_on_interrupt():
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))  # what Dagster does
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_real_dagster_materialize_inside_leaves_no_handler_behind():
+    dg = pytest.importorskip("dagster")
+
+    @dg.asset
+    def one() -> int:
+        return 1
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with stop_on_interrupt():
+        assert dg.materialize([one], instance=dg.DagsterInstance.ephemeral()).success
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

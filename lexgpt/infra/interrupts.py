@@ -68,11 +68,14 @@ def _record_dropped_interrupts(stop: StopRequest, fallback):
 
 @contextmanager
 def stop_on_interrupt() -> Iterator[StopRequest]:
-    """Record SIGINT as well as raising it; the previous handler is back on exit.
+    """Record SIGINT as well as raising it; the previous handlers are back on exit.
 
     A nested use shares the outer request and installs the handler again (a framework
-    may have put its own in between). Outside the main thread signal handlers cannot be
-    set: there the request is never set and interrupts behave as before.
+    may have put its own in between). SIGTERM's handler is put back too: Dagster binds
+    SIGTERM to whatever handles SIGINT each time it swaps its own in or out, which inside
+    this block is this request's, and that binding outlived the block. Outside the main
+    thread signal handlers cannot be set: there the request is never set and interrupts
+    behave as before.
     """
     global _active
     outer = _active
@@ -80,6 +83,7 @@ def stop_on_interrupt() -> Iterator[StopRequest]:
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    previous_term = signal.getsignal(signal.SIGTERM)  # None: set outside Python, left as is
     previous = signal.signal(signal.SIGINT, stop._handle)
     previous_hook = sys.unraisablehook
     sys.unraisablehook = _record_dropped_interrupts(stop, previous_hook)
@@ -90,3 +94,5 @@ def stop_on_interrupt() -> Iterator[StopRequest]:
         _active = outer
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGINT, previous)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
