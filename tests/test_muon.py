@@ -68,3 +68,51 @@ def test_orthogonalize_gives_singular_values_near_one_for_a_batch():
     batch = torch.randn(3, 48, 16, dtype=torch.float64)
     singular = torch.linalg.svdvals(orthogonalize(batch))
     assert singular.min() > 0.5 and singular.max() < 1.5  # the quintic's band, not exactly 1
+
+
+def _one_step_update(opt_factory) -> list[torch.Tensor]:
+    params = _params(0)
+    before = [p.detach().clone() for p in params]
+    opt = opt_factory(params)
+    torch.manual_seed(1)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    return [b - p.detach() for b, p in zip(before, params)]
+
+
+def test_normuon_evens_out_the_rows_of_the_update_and_keeps_muons_step_size():
+    plain = _one_step_update(lambda ps: Muon(ps, lr=0.02, weight_decay=0.0, ns_dtype=torch.float64))
+    nor = _one_step_update(lambda ps: Muon(ps, lr=0.02, weight_decay=0.0, ns_dtype=torch.float64,
+                                           neuron_beta2=0.95))  # torch's default decay is 0.1
+    for m, n in zip(plain, nor):
+        torch.testing.assert_close(n.norm(), m.norm(), rtol=1e-5, atol=0)  # same overall step
+        plain_rows, nor_rows = m.pow(2).mean(dim=1).sqrt(), n.pow(2).mean(dim=1).sqrt()
+        # After one step each row was divided by its own RMS: all rows of equal size, which
+        # Newton-Schulz alone does not give (its singular values are only near one).
+        assert nor_rows.std() / nor_rows.mean() < 1e-4
+        assert plain_rows.std() / plain_rows.mean() > 1e-3
+
+
+def test_a_plain_muon_state_resumes_as_normuon():
+    params = _params(0)
+    plain = Muon(params, lr=0.02)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    plain.step()
+    nor = Muon(params, lr=0.02, neuron_beta2=0.95)
+    nor.load_state_dict(plain.state_dict())  # a checkpoint written before NorMuon
+    nor.step()
+    assert nor.state[params[0]]["neuron_second_moment"].shape == (params[0].size(0), 1)
+    with pytest.raises(ValueError, match="neuron_beta2"):
+        Muon(params, lr=0.02, neuron_beta2=1.0)
+
+
+@pytest.mark.parametrize("beta2, expected", [(0.0, None), (0.9, 0.9)])
+def test_the_train_configs_normuon_beta2_reaches_the_optimizer(beta2, expected):
+    from lexgpt.modeling.model import GPT, GPTConfig
+    from lexgpt.training.optim import build_optimizers
+
+    model = GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    muon = [opt for opt in build_optimizers(model, normuon_beta2=beta2) if isinstance(opt, Muon)]
+    assert [opt.neuron_beta2 for opt in muon] == [expected]

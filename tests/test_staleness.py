@@ -188,7 +188,7 @@ def test_ctrl_c_during_training_one_line_exit_130(lexgpt_home: Path, tmp_path: P
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err  # all of it: a rare race printed one here once (pytest cuts it short)
     assert err.strip().splitlines()[-1] == "interrupted during trained_model; previous version kept"
     states = {s["name"]: s for s in json.loads(lexgpt_cli("status", "--json", "--config", str(config)).stdout)}
     assert states["trained_model"]["status"] == "missing"
