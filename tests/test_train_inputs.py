@@ -30,7 +30,7 @@ BAD_TRAIN_CONFIGS = [
     dict(embedding_lr=math.nan), dict(head_lr=math.inf), dict(scalar_lr=-1), dict(weight_decay=-0.1),
     dict(grad_clip=-1.0), dict(warmdown=1.5), dict(warmdown=-0.1), dict(min_lr_frac=2.0), dict(seed=-1),
     dict(warmup_steps=-1), dict(eval_windows=-1), dict(threads=-2), dict(optimizer="sgd"), dict(dtype="fp8"),
-    dict(keep_best="no"), dict(compile="yes"), dict(normuon_beta2=1.0), dict(normuon_beta2=-0.5),
+    dict(keep_best="no"), dict(compile="yes"),
 ]  # fmt: skip
 
 
@@ -48,8 +48,7 @@ def test_train_config_refuses_values_out_of_bounds(bad):
 def test_train_config_accepts_the_recipes_and_the_edges():
     for preset in PRESETS:
         TrainConfig.for_preset(preset)
-    TrainConfig(max_minutes=None, max_steps=1, warmdown=0, min_lr_frac=1, grad_clip=0, weight_decay=0,
-                normuon_beta2=0.95)  # NorMuon
+    TrainConfig(max_minutes=None, max_steps=1, warmdown=0, min_lr_frac=1, grad_clip=0, weight_decay=0)
     TrainConfig(checkpoint_minutes=10**9, max_minutes=1)  # bench/ passes ints
     with pytest.raises(ValueError, match="budget"):
         TrainConfig(max_minutes=None, max_steps=0)

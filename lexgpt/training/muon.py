@@ -14,13 +14,6 @@ only how the iteration runs:
 - over all matrices of one shape at once (``torch.baddbmm``), a few kernel launches per
   shape instead of ~15 per matrix.
 
-With ``neuron_beta2`` set it is NorMuon (Li et al. 2025, "NorMuon: Making Muon more
-efficient and scalable"): the orthogonalised update's rows (one per output neuron) come out
-of Newton-Schulz with uneven sizes, so each row is divided by the root of a running mean of
-its own mean square (beta2 = ``neuron_beta2``), then the whole update is scaled back to the
-orthogonalised one's norm (the step size stays Muon's). State: ``neuron_second_moment``,
-one float32 per row, created on first use (a plain Muon checkpoint resumes as NorMuon).
-
 >>> w = torch.nn.Parameter(torch.randn(8, 4))
 >>> w.grad = torch.randn(8, 4)
 >>> opt = Muon([w], lr=0.02)
@@ -63,15 +56,11 @@ def ns_dtype_for(device: torch.device) -> torch.dtype:
 
 class Muon(torch.optim.Muon):
     """``torch.optim.Muon`` with a batched iteration in ``ns_dtype`` (None: :func:`ns_dtype_for`
-    the parameters' device); NorMuon's per-neuron normalisation when ``neuron_beta2`` is set."""
+    the parameters' device)."""
 
-    def __init__(self, params, *args, ns_dtype: torch.dtype | None = None,
-                 neuron_beta2: float | None = None, **kwargs) -> None:
-        if neuron_beta2 is not None and not 0.0 <= neuron_beta2 < 1.0:
-            raise ValueError(f"neuron_beta2={neuron_beta2!r}: expected a number in [0, 1) or None")
+    def __init__(self, params, *args, ns_dtype: torch.dtype | None = None, **kwargs) -> None:
         super().__init__(params, *args, **kwargs)
         self.ns_dtype = ns_dtype
-        self.neuron_beta2 = neuron_beta2
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -101,21 +90,8 @@ class Muon(torch.optim.Muon):
             ortho = orthogonalize(batch, group["ns_steps"], group["eps"], group["ns_coefficients"])
             adjusted = lr * _lr_ratio(group["adjust_lr_fn"], shape)
             for (p, _), o in zip(items, ortho):
-                if self.neuron_beta2 is not None:
-                    o = self._normalize_neurons(p, o)
                 p.mul_(1 - lr * wd)
                 p.add_(o.to(p.dtype), alpha=-adjusted)
-
-    def _normalize_neurons(self, p: torch.Tensor, ortho: torch.Tensor) -> torch.Tensor:
-        """``ortho`` (rows, cols) with each row divided by its running RMS, at ``ortho``'s norm."""
-        ortho = ortho.float()
-        second = self.state[p].get("neuron_second_moment")
-        if second is None:
-            second = self.state[p]["neuron_second_moment"] = torch.zeros(
-                ortho.size(0), 1, dtype=torch.float32, device=ortho.device)
-        second.lerp_(ortho.square().mean(dim=1, keepdim=True), 1 - self.neuron_beta2)  # (rows, 1)
-        normed = ortho / (second.sqrt() + 1e-8)
-        return normed * (ortho.norm() / normed.norm().clamp(min=1e-8))
 
 
 def _lr_ratio(adjust_lr_fn: str | None, shape: tuple[int, int]) -> float:

@@ -47,7 +47,6 @@ def build_optimizers(
     head_lr: float = 0.004,
     scalar_lr: float = 0.004,
     weight_decay: float = 0.0,
-    normuon_beta2: float = 0.0,
     betas: tuple[float, float] = (0.8, 0.95),
     device_type: str = "cpu",
 ) -> list[torch.optim.Optimizer]:
@@ -55,8 +54,7 @@ def build_optimizers(
 
     ``optimizer="muon"``: Muon on the blocks' 2-D matrices (lr ``matrix_lr``), AdamW on the
     rest. ``optimizer="adamw"``: AdamW everywhere, matrices at ``matrix_lr`` with
-    ``weight_decay``, the classic recipe (for comparisons). ``normuon_beta2`` > 0 makes Muon
-    NorMuon (per-neuron normalisation, :class:`lexgpt.training.muon.Muon`).
+    ``weight_decay``, the classic recipe (for comparisons).
     """
     if optimizer not in ("muon", "adamw"):
         raise ValueError(f"optimizer must be 'muon' or 'adamw', got {optimizer!r}")
@@ -88,8 +86,7 @@ def build_optimizers(
         # measured better for cpu-small (BENCHMARKS.md). The recipe's values live in TrainConfig.
         # lexgpt.training.muon.Muon: torch's update, its iteration batched, in fp32 on CPUs without
         # native bf16 (45x faster there than torch's bf16 one, bench/muon.py), else in bf16 as torch does.
-        optimizers = [Muon(matrices, lr=matrix_lr, weight_decay=weight_decay,
-                           neuron_beta2=normuon_beta2 or None)]
+        optimizers = [Muon(matrices, lr=matrix_lr, weight_decay=weight_decay)]
     adam_groups = [g for g in adam_groups if g["params"]]
     optimizers.insert(0, torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, **extra))
     for opt in optimizers:

@@ -30,10 +30,6 @@ class TrainConfig:
     head_lr: float = 0.004
     scalar_lr: float = 0.004
     weight_decay: float = 0.0
-    # > 0: NorMuon, Muon's update with each neuron's row normalised by its running RMS (this
-    # beta2, e.g. 0.95); 0 = plain Muon. Off: on 2 CPU cores it measured -0.0012 bits/char at
-    # 1,200 steps of 4 x 128 but +0.0008 in a 60-minute auto run (BENCHMARKS.md).
-    normuon_beta2: float = 0.0
     warmup_steps: int = 20
     warmdown: float = 0.6  # the last fraction of the run decays the lr linearly (measured: 0.25-0.8)
     min_lr_frac: float = 0.0
@@ -95,7 +91,7 @@ _NUMBER_BOUNDS = {
     "max_minutes": (0, math.inf, False), "checkpoint_minutes": (0, math.inf, False),
     **{name: (0, math.inf, True)
        for name in ("matrix_lr", "embedding_lr", "head_lr", "scalar_lr", "weight_decay", "grad_clip")},
-    "warmdown": (0, 1, True), "min_lr_frac": (0, 1, True), "normuon_beta2": (0, 0.999, True),
+    "warmdown": (0, 1, True), "min_lr_frac": (0, 1, True),
 }  # fmt: skip
 
 # Per-preset settings on top of the defaults (which are cpu-small's, measured: BENCHMARKS.md).

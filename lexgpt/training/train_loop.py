@@ -180,8 +180,7 @@ def _setup(model_config: GPTConfig, cfg: TrainConfig, data_dir: Path, out_dir: P
     raw_model = GPT(model_config).to(device)
     optimizers = build_optimizers(
         raw_model, optimizer=cfg.optimizer, matrix_lr=cfg.matrix_lr, embedding_lr=cfg.embedding_lr,
-        head_lr=cfg.head_lr, scalar_lr=cfg.scalar_lr, weight_decay=cfg.weight_decay, normuon_beta2=cfg.normuon_beta2,
-        device_type=device.type,
+        head_lr=cfg.head_lr, scalar_lr=cfg.scalar_lr, weight_decay=cfg.weight_decay, device_type=device.type,
     )  # fmt: skip
     run = _Run(cfg, model_config, data_dir, out_dir, token_chars, on_metrics, rank, world, own_group, device,
                device if nccl else torch.device("cpu"), autocast, raw_model, optimizers)  # fmt: skip
