@@ -91,13 +91,24 @@ def main(argv: list[str] | None = None) -> int:
         _end_with_launcher(int(launcher))
     plan = json.loads(Path(args[0]).read_text())
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        if rank == 0:
-            _rank0(plan, world)
-        else:
-            _train(plan)
-    except KeyboardInterrupt:  # Ctrl-C: the launcher says so in one line; the checkpoint stays
-        return 130
+    from lexgpt.infra.interrupts import stop_on_interrupt
+
+    with stop_on_interrupt() as stop:  # the training loop's own use shares this request
+        try:
+            if rank == 0:
+                _rank0(plan, world)
+            else:
+                _train(plan)
+        except KeyboardInterrupt:  # Ctrl-C: the launcher says so in one line; the checkpoint stays
+            return 130
+        except Exception:
+            # After a Ctrl-C, a failure on the way out is the interrupt's, not news: a
+            # library that swallowed the KeyboardInterrupt (a compile in progress) fails
+            # later instead, or the launcher stopped waiting (its Pipes client's termination
+            # timeout) and removed the Pipes files our closing message goes to.
+            if stop.requested:
+                return 130
+            raise
     return 0
 
 

@@ -41,6 +41,17 @@ def test_the_choice_is_the_rung_nearest_the_target_ratio():
     assert plan.max_steps == 0 and plan.dropout == 0.0  # compute-bound: the clock ends the run
 
 
+def test_cpu_shapes_keep_the_step_size_and_attention_within_a_sixth():
+    cpu = [n_embd for _, n_embd, _ in sizing.LADDER if sizing._shape_class(n_embd)[0] == "cpu-small"]
+    assert len(cpu) >= 4
+    for n_embd in cpu:
+        _, block, batch = sizing._shape_class(n_embd)
+        assert block * batch == 4096, n_embd  # cpu-small's tokens per step, whatever the context
+        # attention's ~12 L T d FLOPs a token within a sixth of the weights' ~72 L d^2, at the floor of 128
+        assert block == 128 or block <= n_embd, (n_embd, block)
+    assert max(sizing._shape_class(n)[1] for n in cpu) > 128  # the widest take a longer context
+
+
 def test_a_data_bound_run_stops_after_max_epochs_with_dropout():
     plan = _plan(4e14, minutes=10)  # an H100-class budget: far more compute than data
     assert plan.recipe == "gpu-small" and plan.epochs == pytest.approx(sizing.MAX_EPOCHS, rel=1e-3)

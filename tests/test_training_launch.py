@@ -144,3 +144,31 @@ def test_the_dagster_training_config_defers_to_the_library_recipe():
     _, model_cfg, train_cfg = training_plan(TrainingConfig(preset="cpu-small"), 1000)
     assert train_cfg == TrainConfig.for_preset("cpu-small", seed=TrainingConfig().seed)
     assert model_cfg == GPTConfig.from_preset("cpu-small", 1000)
+
+
+def _interrupted_then(error: BaseException):
+    """A rank-0 body that sees Ctrl-C, has it swallowed (as a compile in progress can), then fails."""
+
+    def rank0(plan, world):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise error
+
+    return rank0
+
+
+def test_a_failure_after_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch):
+    from pipelines import training_process
+
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    monkeypatch.delenv(training_process.LAUNCHER_PID_ENV, raising=False)
+    monkeypatch.setattr(training_process, "_rank0", _interrupted_then(FileNotFoundError("pipes messages file")))
+    assert training_process.main([str(plan)]) == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    # Without a Ctrl-C the same failure is a failure.
+    monkeypatch.setattr(training_process, "_rank0", lambda plan, world: (_ for _ in ()).throw(FileNotFoundError("x")))
+    with pytest.raises(FileNotFoundError):
+        training_process.main([str(plan)])
