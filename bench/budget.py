@@ -49,7 +49,8 @@ def run_one(side: str, minutes: float, data: Path, vocab: int, train_tokens: int
     return {"budget_min": minutes, "side": side, "shape": f"{model_cfg.n_layer} x {model_cfg.n_embd}",
             "params_M": round(model_cfg.num_params() / 1e6, 3), "steps": result.steps,
             "tokens_per_param": round(result.tokens_seen / model_cfg.num_params(), 2),
-            "tokens_per_s": round(result.tokens_per_s), "wall_s": round(wall), "val_bpc": round(result.val_bpc, 4),
+            "tokens_per_s": round(result.tokens_per_s), "mfu": None if result.mfu is None else round(result.mfu, 3),
+            "wall_s": round(wall), "val_bpc": round(result.val_bpc, 4),
             "load_at_start": round(load, 2)}  # fmt: skip
 
 
@@ -78,12 +79,13 @@ def main() -> None:
     from lexgpt.evaluation import ngram
 
     baseline = ngram.baseline_from_shards(args.data, token_chars, order=5).val_bpc
-    print("\n| budget | side | shape | params | steps | tokens/param | tokens/s | full-val bits/char |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| budget | side | shape | params | steps | tokens/param | tokens/s | MFU | full-val bits/char |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        mfu = "—" if r["mfu"] is None else f"{r['mfu']:.1%}"  # no known peak for a CPU
         print(f"| {r['budget_min']:g} min | {r['side']} | {r['shape']} | {r['params_M']}M | {r['steps']} | "
-              f"{r['tokens_per_param']} | {r['tokens_per_s']:,} | {r['val_bpc']:.4f} |")
-    print(f"| — | token 5-gram Kneser-Ney | | | | | | {baseline:.4f} |")
+              f"{r['tokens_per_param']} | {r['tokens_per_s']:,} | {mfu} | {r['val_bpc']:.4f} |")
+    print(f"| — | token 5-gram Kneser-Ney | | | | | | | {baseline:.4f} |")
 
 
 if __name__ == "__main__":

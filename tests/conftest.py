@@ -118,6 +118,15 @@ def lexgpt_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout:
     return proc
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a child Python that imports this checkout, on one thread (the test
+    process's threads would spin against it on 2 cores)."""
+    env = os.environ.copy()
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -1,4 +1,5 @@
-"""Surviving faults: killed writers, killed training, full disks, read-only folders.
+"""Surviving faults: killed writers, full disks, read-only folders (killed training:
+test_training_killed.py).
 
 Everything here uses real processes and real OS errors where the machine allows it:
 writers are killed with SIGKILL mid-write, "disk full" is the kernel's ENOSPC from
@@ -9,7 +10,6 @@ user when the tests run as root, since root ignores file modes).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import stat
@@ -20,13 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from lexgpt.infra import atomic
 from lexgpt.infra.atomic import LakeWriteError
 
-from conftest import free_port, lexgpt_cli
+from conftest import child_env, free_port, lexgpt_cli
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ["parquet", "json", "bytes", "torch"]
@@ -117,13 +116,6 @@ def _temp_files(folder: Path, name: str) -> list[Path]:
     return sorted(folder.glob(f".{name}.*.tmp"))
 
 
-def _child_env() -> dict[str, str]:
-    env = os.environ.copy()
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_mid_write_keeps_previous_version(tmp_path: Path, kind: str):
     dest = tmp_path / "lake" / FILENAMES[kind]
@@ -132,7 +124,7 @@ def test_sigkill_mid_write_keeps_previous_version(tmp_path: Path, kind: str):
 
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD_SRC, kind, str(dest)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
     )
     done: list[int] = []
     reader = threading.Thread(target=lambda: done.extend(int(line) for line in proc.stdout), daemon=True)
@@ -207,84 +199,7 @@ def test_temp_file_of_a_dead_writer_goes_at_once(tmp_path: Path):
 
 
 # --------------------------------------------------------------------------------------
-# (b) Training killed mid-run resumes from its last checkpoint.
-# --------------------------------------------------------------------------------------
-
-TRAIN_ARGS = [
-    "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "32",
-    "--batch-size", "4", "--max-steps", "400", "--warmup-steps", "10", "--log-every", "10",
-    "--eval-every", "100", "--eval-windows", "32", "--checkpoint-every", "40", "--checkpoint-minutes", "1000",
-    "--max-minutes", "0", "--no-compile", "--no-progress",
-]
-
-
-def _tiny_shards(folder: Path, vocab_size: int = 256) -> Path:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rng.integers(0, vocab_size, 40_000).astype("<u2").tofile(folder / "train.bin")
-    rng.integers(0, vocab_size, 4_000).astype("<u2").tofile(folder / "val.bin")
-    (folder / "manifest.json").write_text(json.dumps({"vocab_size": vocab_size}))
-    return folder
-
-
-def _train_cmd(data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "lexgpt.training.train", "--data", str(data), "--out", str(out), *TRAIN_ARGS]
-
-
-def _history(out: Path) -> list[dict]:
-    import torch
-
-    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["history"]
-
-
-def test_training_killed_mid_run_resumes(tmp_path: Path):
-    data = _tiny_shards(tmp_path / "shards")
-    out = tmp_path / "run"
-    ckpt = out / "checkpoint.pt"
-    proc = subprocess.Popen(_train_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=_child_env(), text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert ckpt.exists(), f"no checkpoint (rc={proc.poll()})"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    assert not (out / "model.pt").exists()
-    killed_at = int(max(row["step"] for row in _history(out)))
-    assert 0 < killed_at < 400
-
-    resumed = subprocess.run(_train_cmd(data, out), capture_output=True, text=True, env=_child_env(),
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    first = int(resumed.stderr.split("from step ")[1].split()[0])
-    assert first >= 40 and first % 40 == 0, resumed.stderr[-2000:]  # a checkpoint step, not 0
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 400
-    assert (out / "model.pt").exists()
-    history = _history(out)
-    steps = [row["step"] for row in history if "train_loss" in row]
-    assert steps == sorted(set(steps)), "a step was logged twice: the resume replayed old steps"
-    assert steps[-1] == 400 and steps[0] == 10
-
-    # The killed-and-resumed run is the uninterrupted run, loss for loss (CPU, same seed).
-    straight_out = tmp_path / "straight"
-    straight = subprocess.run(_train_cmd(data, straight_out), capture_output=True, text=True,
-                              env=_child_env(), timeout=300)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    expected = _history(straight_out)
-    keys = ("train_loss", "val_loss", "lr")
-    got = [{k: r[k] for k in keys if k in r} | {"step": r["step"]} for r in history]
-    want = [{k: r[k] for k in keys if k in r} | {"step": r["step"]} for r in expected]
-    assert got == want
-
-
-# --------------------------------------------------------------------------------------
-# (c) Disk full and permission denied: a LakeWriteError that names the path and the cause.
+# Disk full and permission denied: a LakeWriteError that names the path and the cause.
 # --------------------------------------------------------------------------------------
 
 SMALL_WRITERS_SRC = textwrap.dedent(
@@ -439,7 +354,7 @@ def test_cli_refresh_on_full_disk_says_so(lexgpt_home: Path, dev_full: Path):
     """`lexgpt refresh` on a full disk: exit 1, one line naming the file and the cause."""
     result = subprocess.run(
         [sys.executable, "-c", DISK_FULL_CLI_SRC, "refresh", "--only", "raw_subtitles"],
-        cwd=REPO, capture_output=True, text=True, env=_child_env(), timeout=300,
+        cwd=REPO, capture_output=True, text=True, env=child_env(), timeout=300,
     )
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]

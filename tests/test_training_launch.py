@@ -159,6 +159,15 @@ def _interrupted_then(error: BaseException):
     return rank0
 
 
+def _fails_with(error: BaseException):
+    """A rank-0 body that fails at once, with no Ctrl-C."""
+
+    def rank0(plan, world):
+        raise error
+
+    return rank0
+
+
 def test_a_failure_after_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, monkeypatch):
     from pipelines import training_process
 
@@ -169,6 +178,6 @@ def test_a_failure_after_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, mo
     assert training_process.main([str(plan)]) == 130
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     # Without a Ctrl-C the same failure is a failure.
-    monkeypatch.setattr(training_process, "_rank0", lambda plan, world: (_ for _ in ()).throw(FileNotFoundError("x")))
+    monkeypatch.setattr(training_process, "_rank0", _fails_with(FileNotFoundError("pipes messages file")))
     with pytest.raises(FileNotFoundError):
         training_process.main([str(plan)])

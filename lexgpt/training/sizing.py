@@ -94,10 +94,14 @@ def _shape_class(n_embd: int) -> tuple[str, int, int]:
     weights' ~72 L d^2, so ``T <= d`` keeps it within a sixth of them. Measured on 2 CPU
     cores (BENCHMARKS.md): at width 128 context 256 made a step 10-28% slower for nothing per
     token; at width 256 it cost ~10% of the tokens and gained 0.013 bits/char in 60 minutes."""
+    from lexgpt.modeling.model import PRESETS
+    from lexgpt.training.train_config import RECIPES, TrainConfig
+
     if n_embd > 256:
-        return "gpu-small", 512, 64
+        return "gpu-small", PRESETS["gpu-small"]["block_size"], RECIPES["gpu-small"]["batch_size"]
+    tokens_per_step = PRESETS["cpu-small"]["block_size"] * TrainConfig.batch_size  # 128 x 32
     block = max(128, 2 ** int(math.log2(n_embd)))
-    return "cpu-small", block, 4096 // block
+    return "cpu-small", block, tokens_per_step // block
 
 
 def size_for_budget(flops_per_s: float, budget_s: float, train_tokens: int, vocab_size: int,
