@@ -56,7 +56,9 @@ RESOURCES = {
     # How trained_model launches training: swap these two for other engines (README,
     # "Training on more GPUs"); the training code stays the same.
     "trainer": TrainingLauncher.from_env(),
-    "pipes": dg.PipesSubprocessClient(),
+    # After a stop, torchrun gives its ranks 30 s before it kills them; the step waits past
+    # that, so the writer lock is released only once no rank is left (Dagster's default: 20 s).
+    "pipes": dg.PipesSubprocessClient(termination_timeout_seconds=60),
 }
 
 all_assets_job = dg.define_asset_job("all_assets", selection=dg.AssetSelection.all())

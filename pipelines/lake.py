@@ -115,10 +115,44 @@ def config_hash(config: dict[str, Any]) -> str:
     return sha256_json(dict(config))[:16]
 
 
-def failed_blocking_check(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, run_id: str) -> str | None:
-    """Why ``check_key`` failed in run ``run_id`` ("" if it said nothing); None if it did not
-    fail there (passed, did not run in that run, or never ran)."""
+def _latest_materialization_record(instance: dg.DagsterInstance, key: dg.AssetKey):
+    records = instance.fetch_materializations(key, limit=1).records  # newest first
+    return records[0] if records else None
+
+
+def _targets(evaluation_record, materialization) -> bool:
+    """Whether a check evaluation was made on this materialization: in the run that made it,
+    or later on its own (the UI's Checks tab), where Dagster records which one it read."""
+    target = getattr(evaluation_record.evaluation, "target_materialization_data", None)
+    if target is not None:
+        return target.storage_id == materialization.storage_id
+    return evaluation_record.run_id == materialization.run_id
+
+
+def failed_blocking_check(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> str | None:
+    """Why ``check_key`` failed on its asset's latest materialization ("" if it said nothing);
+    None if its latest evaluation there did not fail (passed, or never ran on it)."""
+    materialization = _latest_materialization_record(instance, check_key.asset_key)
     record = instance.get_latest_asset_check_evaluation_record(check_key)
-    if record is None or record.run_id != run_id or record.status.value != "FAILED":
+    if materialization is None or record is None or record.status.value != "FAILED":
+        return None
+    if not _targets(record, materialization):
         return None
     return (record.evaluation.description if record.evaluation is not None else None) or ""
+
+
+def blocking_check_refusal(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> str | None:
+    """None if ``check_key`` passed on its asset's latest materialization; else one line why
+    not (it failed, or it has not run on that materialization)."""
+    why = failed_blocking_check(instance, check_key)
+    if why is not None:
+        return f"failed {check_key.name}" + (f" ({why})" if why else "")
+    materialization = _latest_materialization_record(instance, check_key.asset_key)
+    record = instance.get_latest_asset_check_evaluation_record(check_key)
+    if materialization is None:
+        return f"has no materialization for {check_key.name} to check"
+    if record is None or not _targets(record, materialization) or record.status.value != "SUCCEEDED":
+        return (f"has not passed {check_key.name} on its latest materialization (it did not run there): "
+                f"execute the check (UI: {check_key.asset_key.to_user_string()} > Checks) or materialize "
+                f"{check_key.asset_key.to_user_string()} with it")
+    return None

@@ -85,8 +85,9 @@ class LakeLayout:
         return self.path("trained_model", "history.json")
 
     def training_run_dir(self, run_key: str) -> Path:
-        """One training's work area: same inputs + config -> same folder, so a killed run
-        resumes from its checkpoint."""
+        """One training's work area: same inputs + config + training code -> same folder, so
+        a killed run resumes from its checkpoint (the others go once a run's weights are in
+        the lake)."""
         return self.path("trained_model", "runs", run_key)
 
     def registration_file(self) -> Path:

@@ -202,16 +202,16 @@ class Staleness:
         recorded_files = recorded_value(entry, FILES_KEY)
         if recorded_files and files_sha256(self.lake.path(node.name)) != recorded_files:
             causes.append(DISK_DIFFERS)
-        causes += self.failed_blocking_checks(node.key, entry.run_id)
+        causes += self.failed_blocking_checks(node.key)
         return AssetState(node.name, "stale" if causes else "fresh", causes,
                           last_seconds=self._last_seconds(node, entry))
 
-    def failed_blocking_checks(self, key: dg.AssetKey, run_id: str) -> list[str]:
-        """``check X failed (why)`` for each blocking check that failed in the run that made
-        the asset's latest materialization."""
+    def failed_blocking_checks(self, key: dg.AssetKey) -> list[str]:
+        """``check X failed (why)`` for each blocking check that failed on the asset's latest
+        materialization (in its run, or run again alone later)."""
         causes = []
         for check_key in self.blocking_checks.get(key, []):
-            why = failed_blocking_check(self.instance, check_key, run_id)
+            why = failed_blocking_check(self.instance, check_key)
             if why is not None:
                 causes.append(f"check {check_key.name} failed" + (f" ({why})" if why else ""))
         return causes

@@ -56,7 +56,7 @@ def _train(plan: dict, on_metrics=None, progress: bool = False):
 def _summary(result, world: int) -> dict:
     """The numbers rank 0 reports back as the materialization's metadata."""
     keep = ("val_loss", "val_bpc", "val_fraction", "steps", "best_step", "tokens_seen", "elapsed_s",
-            "tokens_per_s", "mfu")
+            "tokens_per_s", "mfu", "dtype")
     return {**{k: getattr(result, k) for k in keep}, "world_size": world}
 
 

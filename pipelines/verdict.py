@@ -50,8 +50,10 @@ def verdict(instance, executed: list[str]) -> list[str]:
 
             runs.configure()
             current = registry.version_by_alias("lexgpt", registry.CHAMPION)
-            if current is not None:
-                champion = (str(current.version), registry.version_val_bpc(current))
+            if current is not None:  # its score as compared: re-scored like the new model, if it was
+                same = str(current.version) == str(model.get("previous_champion_version"))
+                rescored = model.get("previous_champion_val_bpc_on_this_val") if same else None
+                champion = (str(current.version), rescored if rescored is not None else registry.version_val_bpc(current))
         except Exception:  # noqa: BLE001 - the verdict never fails a refresh that worked
             pass
     baseline = model.get("ngram_val_bpc") if model.get("ngram_comparable", True) else None
@@ -65,5 +67,6 @@ def verdict(instance, executed: list[str]) -> list[str]:
     return verdict_lines(times=times, new=(str(version), float(bpc)) if version and bpc is not None else None,
                          alias=alias, champion=champion,
                          baseline_bpc=float(baseline) if isinstance(baseline, (int, float)) else None,
+                         baseline_stale=model.get("ngram_comparable") is False,
                          samples=samples, train_minutes=trained.get("train_minutes"),
                          budget_minutes=trained.get("budget_minutes"))

@@ -85,6 +85,9 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     # 30 tiny steps lose to the 5-gram: registered, but not champion (the gate knows counting).
     assert registered["alias"] == "challenger" and registered["ngram_margin_bpc"] < 0
     lexgpt_cli("promote", "1")  # by hand, as a user may: the next model is compared with it
+    run_folders = lambda: [p.name for p in (lake / "trained_model" / "runs").iterdir()]  # noqa: E731
+    first_run = json.loads((lake / "trained_model" / "lineage.json").read_text())["run_key"]
+    assert run_folders() == [first_run]
 
     # The n-gram order is the baseline's and the gate's business, never training's.
     order = tmp_path / "order4.yaml"
@@ -112,6 +115,9 @@ def test_rule_edits_rerun_only_what_went_stale(lexgpt_home: Path, tmp_path: Path
     assert "raw_subtitles" in third["skipped"]
     assert_all_fresh(config)
     assert sha256_file(lake / "bpe_vocab" / "tokenizer.json") != vocab_hash
+    # New inputs, a new training in a folder of its own; the superseded run's folder is gone.
+    third_run = json.loads((lake / "trained_model" / "lineage.json").read_text())["run_key"]
+    assert run_folders() == [third_run] and third_run != first_run
     # The val text changed ("think" -> "reckon"), so the gate re-scored the old champion on
     # the new val text before comparing, and recorded both of its numbers.
     meta = _model_metadata(lexgpt_home)

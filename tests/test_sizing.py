@@ -90,16 +90,30 @@ def test_the_probe_is_measured_once_per_machine(tmp_path, monkeypatch):
 def test_the_compile_factor_counts_only_when_the_run_compiles(monkeypatch):
     seen = []
     monkeypatch.setattr(sizing, "cached_flops_per_s", lambda device, cache, dtype: (5e10, False))
-    monkeypatch.setattr(sizing, "size_for_budget", lambda flops, *args: seen.append(flops))
+    monkeypatch.setattr(sizing, "size_for_budget", lambda flops, *args, ranks: seen.append((flops, ranks)))
     factor = sizing.COMPILE_SPEEDUP[("cpu", "float32")]
     for compile in (False, True):
         sizing.plan_here(480, TRAIN, 1000, dtype="float32", compile=compile)
-    assert seen == [5e10, 5e10 * factor] and factor != 1.0
+    assert seen == [(5e10, 1), (5e10 * factor, 1)] and factor != 1.0
+    # CPU ranks on one machine share its cores: no more FLOP/s, but each step is theirs together.
+    sizing.plan_here(480, TRAIN, 1000, ranks=2, dtype="float32", compile=False)
+    assert seen[-1] == (5e10, 2)
+
+
+def test_a_data_bound_plan_on_several_ranks_divides_its_steps():
+    one, four = _plan(4e14, minutes=10), sizing.size_for_budget(4e14, 600, TRAIN, 1000, ranks=4)
+    assert (four.n_layer, four.n_embd, four.tokens) == (one.n_layer, one.n_embd, one.tokens)
+    # Each of the 4 ranks takes a batch a step: a quarter of the steps see the same tokens.
+    assert four.max_steps == math.ceil(sizing.MAX_EPOCHS * TRAIN / (four.batch_size * four.block_size * 4))
 
 
 def test_the_probe_measures_this_machine():
     flops = sizing.probe_flops_per_s(torch.device("cpu"), "float32", steps=1)
     assert 1e8 < flops < 1e14  # a CPU core does 1-1000 GFLOP/s
+    # What a GPU's probe runs in (its CUDA context must not outlive it): a child process.
+    assert 1e8 < sizing.probe_in_child(torch.device("cpu"), "float32") < 1e14
+    with pytest.raises(RuntimeError, match="the throughput probe on cpu failed"):
+        sizing.probe_in_child(torch.device("cpu"), "float16")  # not a dtype the probe knows
 
 
 def test_auto_takes_the_sized_shape_and_the_config_still_wins():

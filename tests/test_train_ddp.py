@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import lexgpt.training.train_loop as train_module
+from lexgpt.modeling.checkpoint import CheckpointError
 from lexgpt.training.train import train
 
 from conftest import free_port
@@ -198,3 +199,26 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     _spawn(_ctrl_c_worker, str(tmp_path / "data"), str(tmp_path / "ddp"), str(report))
     ranks = [json.loads(Path(f"{report}.{rank}").read_text()) for rank in (0, 1)]
     assert ranks[0] == ranks[1] == {"outcome": "interrupted", "last_step": 3}
+
+
+def _split_folder_worker(rank: int, port: int, data: str, out: str, report: str) -> None:
+    _join(rank, port)
+    tc = steps(max_steps=6, batch_size=2, log_every=1, seed=5)
+    try:  # each rank its own folder, as on nodes that do not share the work folder
+        train(model_config(), tc, data, f"{out}/rank{rank}", np.load(Path(data) / "token_chars.npy"), progress=False)
+        outcome = "trained"
+    except CheckpointError as err:
+        outcome = str(err)
+    Path(f"{report}.{rank}").write_text(outcome)
+    dist.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_ranks_that_resume_at_different_steps_stop_before_training(tmp_path):
+    token_chars = write_shards(tmp_path / "data")
+    train(model_config(), steps(max_steps=3, batch_size=2, log_every=1, seed=5), tmp_path / "data",
+          tmp_path / "ddp" / "rank0", token_chars, progress=False)  # only rank 0's folder has a checkpoint
+    report = tmp_path / "report"
+    _spawn(_split_folder_worker, str(tmp_path / "data"), str(tmp_path / "ddp"), str(report))
+    for rank in (0, 1):
+        assert "the ranks resumed at steps 0 to 3" in Path(f"{report}.{rank}").read_text(), rank

@@ -1,5 +1,6 @@
 """What training refuses, in one line naming the value or file: configs out of bounds,
-shards with ids past the vocab, a corrupt or foreign checkpoint. And what a checkpoint holds.
+shards with ids past the vocab, a corrupt or foreign checkpoint. And what a checkpoint holds,
+and which device a config's ``device`` names on each rank.
 (The model config's bounds: tests/test_model.py.)"""
 
 from __future__ import annotations
@@ -173,3 +174,13 @@ def test_the_cli_reports_a_config_out_of_bounds_in_one_line(tmp_path):
         main(_cli_args(tmp_path, "--batch-size", "0"))
     with pytest.raises(SystemExit, match="rope_theta|n_embd"):
         main(_cli_args(tmp_path, "--n-embd", "15"))
+
+
+def test_an_explicit_cuda_device_is_this_ranks_gpu():
+    from lexgpt.training.device import pick_device
+
+    # Under torchrun every rank reads the same config: "cuda" must mean its own GPU, with an
+    # index (cuda.set_device refuses a device without one).
+    assert pick_device("cuda", local_rank=3) == torch.device("cuda", 3)
+    assert pick_device("cuda:1", local_rank=3) == torch.device("cuda", 1)  # named by hand: as given
+    assert pick_device("cpu", local_rank=3) == torch.device("cpu")

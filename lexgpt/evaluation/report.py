@@ -46,10 +46,12 @@ def verdict_lines(
     sample_chars: int = 160,
     train_minutes: float | None = None,
     budget_minutes: float | None = None,
+    baseline_stale: bool = False,
 ) -> list[str]:
     """The refresh's closing summary: per-asset seconds, the new model's val bits/char and
     the alias it got, the champion it was compared with (omitted when the new model is
-    the first), the n-gram baseline (omitted when unknown) and a few sample lines."""
+    the first), the n-gram baseline (omitted when unknown; ``baseline_stale``: made from other
+    shards, so not compared) and a few sample lines."""
     width = max([len(name) for name, _ in times] + [len("previous champion")])
     lines = ["", "verdict"]
     for name, seconds in times:
@@ -76,6 +78,9 @@ def verdict_lines(
             pad = " " * (width + 3)
             lines += [f"{label}: the model LOSES to counting by {new[1] - baseline_bpc:.4f} bits/char,",
                       f"{pad}so it is not champion. Train longer: lexgpt refresh --minutes {longer:g}"]
+    if baseline_stale:
+        lines.append(f"  {'n-gram baseline':<{width}} made from other token shards: not compared, so the "
+                     "model is not champion (materialize ngram_baseline, then registered_model)")
     if samples:
         lines.append("  samples")
         for prompt, completion in samples:

@@ -2,7 +2,8 @@
 
 Every trained model is a new version of ``lexgpt`` in the MLflow model registry, tagged
 with its ``val_bpc``. The alias ``champion`` moves to a new version only if it is strictly
-better (lower val bits per character); otherwise the version becomes ``challenger``::
+better (lower val bits per character, at the 4 decimals scores are shown with); otherwise
+the version becomes ``challenger``::
 
     registry.promote("lexgpt", "3", 1.71)    # -> "champion" or "challenger"
     registry.set_alias("lexgpt", "champion", "2")   # roll back by hand
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+SCORE_DECIMALS = 4
 
 
 def version_val_bpc(mv) -> float | None:
@@ -55,36 +57,52 @@ def version_by_alias(name: str, alias: str):
         return None
 
 
+def _lower(a: float, b: float) -> bool:
+    """``a`` beats ``b`` at the precision scores are shown with (4 decimals): a gap too small to
+    show is a tie, and a tie does not win."""
+    return round(a, SCORE_DECIMALS) < round(b, SCORE_DECIMALS)
+
+
 def promote(registered_name: str, version: int | str, val_bpc: float, champion_val_bpc: float | None = None,
             baseline_bpc: float | None = None) -> str:
-    """Champion gate. ``champion`` moves to ``version`` only if ``val_bpc`` is strictly lower
-    than ``baseline_bpc`` (the count-based bar, when known: a model that loses to counting is
-    never champion) and than the current champion's: ``champion_val_bpc`` when given (the
-    champion re-scored on the same val text as the new model, see
-    ``lexgpt.evaluation.loss_eval.score_texts``), else its ``val_bpc`` tag; otherwise ``version`` becomes
-    ``challenger``. A champion without a readable score is beaten by any finite score; a
-    non-finite ``val_bpc`` never wins. Returns ``"champion"`` or ``"challenger"``."""
+    """Champion gate. ``champion`` moves to ``version`` only if ``val_bpc`` is lower, at 4
+    decimals, than ``baseline_bpc`` (the count-based bar, when known: a model that loses to
+    counting is never champion) and than the current champion's: ``champion_val_bpc`` when
+    given (the champion re-scored as the new model was, see
+    ``lexgpt.evaluation.loss_eval.score_texts``), else its ``val_bpc`` tag; otherwise ``version``
+    becomes ``challenger`` (:func:`hold_back`). A champion without a readable score is beaten by
+    any finite score; a non-finite ``val_bpc`` never wins. Returns ``"champion"`` or ``"challenger"``."""
     version = str(version)
     val_bpc = float(val_bpc)
     current = version_by_alias(registered_name, CHAMPION)
-    beats_counting = baseline_bpc is None or not math.isfinite(baseline_bpc) or val_bpc < baseline_bpc
+    beats_counting = baseline_bpc is None or not math.isfinite(baseline_bpc) or _lower(val_bpc, baseline_bpc)
     if current is not None and str(current.version) == version:
         return CHAMPION  # made champion earlier: a re-run of the gate does not demote it
-    if math.isfinite(val_bpc) and beats_counting:
-        best = None if current is None else version_val_bpc(current)
-        if champion_val_bpc is not None and math.isfinite(champion_val_bpc):
-            best = float(champion_val_bpc)
-        if current is not None and best is None:
-            log.warning("%s@%s (v%s) has no val_bpc tag; the new version replaces it",
-                        registered_name, CHAMPION, current.version)
-        wins = best is None or val_bpc < best
-    else:
-        wins = False
-    alias = CHAMPION if wins else CHALLENGER
-    client().set_registered_model_alias(registered_name, alias, version)
-    if wins and current is not None:
+    if not (math.isfinite(val_bpc) and beats_counting):
+        return hold_back(registered_name, version)
+    best = None if current is None else version_val_bpc(current)
+    if champion_val_bpc is not None and math.isfinite(champion_val_bpc):
+        best = float(champion_val_bpc)
+    if current is not None and best is None:
+        log.warning("%s@%s (v%s) has no val_bpc tag; the new version replaces it",
+                    registered_name, CHAMPION, current.version)
+    if best is not None and not _lower(val_bpc, best):
+        return hold_back(registered_name, version)
+    client().set_registered_model_alias(registered_name, CHAMPION, version)
+    if current is not None:
         log.info("%s: champion v%s -> v%s (val_bpc %s)", registered_name, current.version, version, val_bpc)
-    return alias
+    return CHAMPION
+
+
+def hold_back(registered_name: str, version: int | str) -> str:
+    """``version`` becomes ``challenger`` (a later ``lexgpt promote`` can still crown it),
+    unless it is the champion already: a re-run of the gate never demotes. Returns the alias."""
+    version = str(version)
+    current = version_by_alias(registered_name, CHAMPION)
+    if current is not None and str(current.version) == version:
+        return CHAMPION
+    client().set_registered_model_alias(registered_name, CHALLENGER, version)
+    return CHALLENGER
 
 
 def parse_models_uri(model_uri: str) -> tuple[str, str | None, str | None]:

@@ -27,6 +27,8 @@ def dist_env() -> tuple[int, int, int]:
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto``: this rank's CUDA device, else Apple's MPS, else the CPU."""
+    if name == "cuda":  # this rank's GPU: torchrun's ranks must not all land on the first one
+        return torch.device("cuda", local_rank)
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():

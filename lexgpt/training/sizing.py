@@ -105,8 +105,11 @@ def _shape_class(n_embd: int) -> tuple[str, int, int]:
 
 
 def size_for_budget(flops_per_s: float, budget_s: float, train_tokens: int, vocab_size: int,
-                    tokens_per_param: float = TOKENS_PER_PARAM, max_epochs: float = MAX_EPOCHS) -> SizedPlan:
-    """The ladder's shape whose tokens per parameter in this budget is nearest the target."""
+                    tokens_per_param: float = TOKENS_PER_PARAM, max_epochs: float = MAX_EPOCHS,
+                    ranks: int = 1) -> SizedPlan:
+    """The ladder's shape whose tokens per parameter in this budget is nearest the target.
+    ``flops_per_s`` is what all ``ranks`` together train at; each rank's step takes a batch,
+    so a data-bound run's step count divides by ``ranks``."""
     from lexgpt.modeling.model import GPT, GPTConfig  # GPT on the meta device: exact counts, nothing allocated
 
     import torch
@@ -129,7 +132,7 @@ def size_for_budget(flops_per_s: float, budget_s: float, train_tokens: int, voca
     _, recipe, cfg, batch, tokens, params = best
     epochs = tokens / train_tokens
     data_bound = tokens >= max_epochs * train_tokens
-    max_steps = math.ceil(tokens / (batch * cfg.block_size)) if data_bound else 0
+    max_steps = math.ceil(tokens / (batch * cfg.block_size * ranks)) if data_bound else 0
     return SizedPlan(recipe=recipe, n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head,
                      block_size=cfg.block_size, batch_size=batch, dropout=0.1 if epochs > 4 else 0.0,
                      max_steps=max_steps, params=params, tokens=int(tokens),
@@ -173,12 +176,28 @@ def probe_flops_per_s(device: Any, dtype: str = "auto", steps: int = 5) -> float
     return model.estimate_flops_per_token() * batch * block / statistics.median(times)
 
 
+def probe_in_child(device: Any, dtype: str = "auto") -> float:
+    """:func:`probe_flops_per_s` in a child process. On a GPU the probe's CUDA context would
+    otherwise stay in the calling process (the Dagster step) for the whole training, beside
+    rank 0's on the same GPU: memory lost, and refused outright on a GPU in exclusive-process
+    mode, as clusters often set them."""
+    import subprocess
+
+    code = ("import sys, torch; from lexgpt.training.sizing import probe_flops_per_s; "
+            "print(probe_flops_per_s(torch.device(sys.argv[1]), sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", code, str(device), dtype], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the throughput probe on {device} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(done.stdout.split()[-1])
+
+
 def plan_here(budget_s: float, train_tokens: int, vocab_size: int, ranks: int = 1,
               dtype: str = "auto", compile: bool | None = None) -> SizedPlan:
-    """The plan for this machine: its cached eager probe (``LEXGPT_CACHE``/throughput.json),
+    """The plan for this machine's ``ranks``: its cached eager probe (``LEXGPT_CACHE``/throughput.json),
     times ``COMPILE_SPEEDUP`` if the run compiles (``compile``; None: where it pays, as the
-    training loop decides), times ``ranks`` (GPUs add FLOP/s; CPU ranks on one machine share
-    its cores, so pass 1)."""
+    training loop decides), times ``ranks`` on GPUs (each adds FLOP/s; CPU ranks on one
+    machine share its cores)."""
     from lexgpt.infra import paths
     from lexgpt.training.device import autocast_for, compile_pays, pick_device
 
@@ -186,7 +205,8 @@ def plan_here(budget_s: float, train_tokens: int, vocab_size: int, ranks: int = 
     flops, _ = cached_flops_per_s(device, paths.cache_dir() / "throughput.json", dtype)
     if compile_pays(device, compile):
         flops *= COMPILE_SPEEDUP.get((device.type, autocast_for(dtype, device)[0]), 1.0)
-    return size_for_budget(flops * ranks, budget_s, train_tokens, vocab_size)
+    total = flops * ranks if device.type == "cuda" else flops
+    return size_for_budget(total, budget_s, train_tokens, vocab_size, ranks=ranks)
 
 
 def machine_fingerprint(device: Any) -> str:
@@ -215,7 +235,7 @@ def cached_flops_per_s(device: Any, cache_file: Path, dtype: str = "auto") -> tu
             return float(value), False
     except (OSError, ValueError):
         known = {}
-    flops = probe_flops_per_s(device, dtype)
+    flops = probe_flops_per_s(device, dtype) if device.type != "cuda" else probe_in_child(device, dtype)
     known = known if isinstance(known, dict) else {}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

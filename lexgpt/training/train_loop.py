@@ -10,7 +10,8 @@ is one; the loop then runs ``_train_step`` until the step or time budget is spen
 evaluating on an evenly spread part of val every ``eval_every`` steps (keeping the best
 weights if ``keep_best``) and checkpointing every ``checkpoint_every`` steps or ``checkpoint_minutes``,
 whichever comes first; ``_finish`` scores the kept weights on the **whole** val split:
-that is the reported number. The command line is :mod:`lexgpt.training.train`.
+that is the reported number. The command line is :mod:`lexgpt.training.train`; what a
+run carries from step to step, :mod:`lexgpt.training.run_state`.
 
 Reproducibility: a fixed seed, a stateless sampler (``lexgpt.data.dataloader``) and the RNG
 states in the checkpoint, so a resumed run on CPU reproduces the uninterrupted run's
@@ -23,13 +24,13 @@ would wait forever for the others.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -45,24 +46,9 @@ from lexgpt.modeling.checkpoint import (CHECKPOINT, CheckpointError, load_checkp
 from lexgpt.modeling.model import GPT, GPTConfig
 from lexgpt.training.device import autocast_for, compile_pays, dist_env, peak_flops, pick_device, set_cpu_threads
 from lexgpt.training.optim import build_optimizers, lr_multiplier
+from lexgpt.training.run_state import RunState, TrainingDiverged, TrainResult
 from lexgpt.training.train_config import TrainConfig
 from lexgpt.training.train_progress import EvalSchedule, progress_bar, show, time_left
-
-
-@dataclass
-class TrainResult:
-    val_loss: float  # the kept weights on the whole val split
-    val_bpc: float
-    val_fraction: float  # of val targets scored: 1.0
-    steps: int
-    best_step: int
-    tokens_seen: int
-    elapsed_s: float
-    tokens_per_s: float
-    mfu: float | None  # model FLOPs utilisation, where the device's peak is known
-    history: list[dict[str, float]]
-    weights_path: Path
-    config_path: Path
 
 
 def train(
@@ -82,7 +68,7 @@ def train(
     bar = progress_bar(run.progress(run.elapsed_before), enabled=progress and run.master)
     evals = EvalSchedule(cfg.eval_every, run.progress(run.elapsed_before))
     with bar, stop_on_interrupt() as stop:  # Ctrl-C stops between two steps (lexgpt.infra.interrupts)
-        run.start_clocks()
+        run.start_clocks(time.perf_counter())
         while True:
             elapsed, checkpoint_due, interrupted = _decide(run, stop)
             done = run.progress(elapsed)
@@ -99,75 +85,15 @@ def train(
             if run.step % cfg.log_every == 0:
                 metrics = _train_metrics(run, loss_sum, grad_norm, mult, bar, elapsed)
             if evals.due(run.step, done):
-                metrics.update(_eval_in_training(run, elapsed, metrics.get("train_loss", float(loss_sum)), bar))
+                train_loss = metrics.get("train_loss", float(loss_sum) / cfg.grad_accum)  # this rank's, off log steps
+                metrics.update(_eval_in_training(run, elapsed, train_loss, bar))
             if metrics and run.master:
                 run.emit(metrics)
     return _finish(run)
 
 
-@dataclass
-class _Run:
-    """One rank's training state, carried from step to step."""
-
-    cfg: TrainConfig
-    model_config: GPTConfig
-    data_dir: Path
-    out_dir: Path
-    token_chars: np.ndarray | None
-    on_metrics: Callable[[int, dict[str, float]], None] | None
-    rank: int
-    world: int
-    own_group: bool  # we started the process group, so we end it
-    device: torch.device
-    comm_device: torch.device  # where collectives' tensors live (NCCL's are on the GPU)
-    autocast: Any
-    raw_model: GPT
-    optimizers: list[torch.optim.Optimizer]
-    model: torch.nn.Module | None = None  # what a step calls: raw_model compiled and/or DDP-wrapped
-    sampler: BatchSampler | None = None
-    flops_per_token: float = 0.0
-    peak: float | None = None  # the device's FLOP/s, where known (for MFU)
-    step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    elapsed_before: float = 0.0  # training seconds of the runs this one resumes
-    best: dict[str, Any] = field(default_factory=lambda: {"bpc": float("inf"), "step": 0, "state": None})
-    # perf_counter clocks; only rank 0's decide anything (_decide)
-    t0: float = 0.0
-    t_log: float = 0.0
-    t_ckpt: float = 0.0
-    step_log: int = 0
-    step_ckpt: int = 0
-    step_at_start: int = 0  # of this session (a resumed run starts past 0)
-    tokens_timed: int = 0  # training throughput, evals and checkpoints excluded
-    seconds_timed: float = 0.0
-    tok_s: float = 0.0
-
-    @property
-    def master(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.cfg.batch_size * self.cfg.grad_accum * self.model_config.block_size * self.world
-
-    def start_clocks(self) -> None:
-        self.t0 = self.t_log = self.t_ckpt = time.perf_counter()
-        self.step_log = self.step_ckpt = self.step_at_start = self.step
-
-    def progress(self, elapsed: float) -> float:
-        """The fraction of the budget spent: of the steps or of the time, whichever is further."""
-        budget_s = self.cfg.max_minutes * 60 if self.cfg.max_minutes else None
-        return max(self.step / self.cfg.max_steps if self.cfg.max_steps else 0.0,
-                   elapsed / budget_s if budget_s else 0.0)  # fmt: skip
-
-    def emit(self, metrics: dict[str, float]) -> None:
-        self.history.append({"step": float(self.step), **metrics})
-        if self.on_metrics is not None:
-            self.on_metrics(self.step, metrics)
-
-
 def _setup(model_config: GPTConfig, cfg: TrainConfig, data_dir: Path, out_dir: Path,
-           token_chars: np.ndarray | None, on_metrics: Callable | None) -> _Run:  # fmt: skip
+           token_chars: np.ndarray | None, on_metrics: Callable | None) -> RunState:  # fmt: skip
     """Device, process group, model, optimizers, resumed state, the compiled/DDP wrapper."""
     rank, world, local_rank = dist_env()
     device = _prepare_device(cfg, local_rank)
@@ -182,9 +108,10 @@ def _setup(model_config: GPTConfig, cfg: TrainConfig, data_dir: Path, out_dir: P
         raw_model, optimizer=cfg.optimizer, matrix_lr=cfg.matrix_lr, embedding_lr=cfg.embedding_lr,
         head_lr=cfg.head_lr, scalar_lr=cfg.scalar_lr, weight_decay=cfg.weight_decay, device_type=device.type,
     )  # fmt: skip
-    run = _Run(cfg, model_config, data_dir, out_dir, token_chars, on_metrics, rank, world, own_group, device,
-               device if nccl else torch.device("cpu"), autocast, raw_model, optimizers)  # fmt: skip
+    run = RunState(cfg, model_config, data_dir, out_dir, token_chars, on_metrics, rank, world, own_group, device,
+                   device if nccl else torch.device("cpu"), autocast, dtype_name, raw_model, optimizers)  # fmt: skip
     _resume(run)
+    _agree_on_start(run)
     use_compile = compile_pays(device, cfg.compile)
     model = torch.compile(raw_model) if use_compile else raw_model
     run.model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None) if world > 1 else model
@@ -212,7 +139,7 @@ def _prepare_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return device
 
 
-def _resume(run: _Run) -> None:
+def _resume(run: RunState) -> None:
     """Continue from ``out_dir/checkpoint.pt`` if there is one; else seed this rank's dropout."""
     path = run.out_dir / CHECKPOINT
     ckpt = load_checkpoint(path)
@@ -238,7 +165,20 @@ def _resume(run: _Run) -> None:
         torch.manual_seed(run.cfg.seed + 1000 * run.step + run.rank)
 
 
-def _decide(run: _Run, stop: StopRequest) -> tuple[float, bool, bool]:
+def _agree_on_start(run: RunState) -> None:
+    """Fail at once if the ranks resumed at different steps (each reads ``out_dir``: a node
+    that does not share the folder starts at 0); otherwise their collectives would part ways."""
+    if run.world == 1:
+        return
+    steps = torch.tensor([run.step, -run.step], dtype=torch.float64, device=run.comm_device)
+    dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+    lowest, highest = int(-steps[1].item()), int(steps[0].item())
+    if lowest != highest:
+        raise CheckpointError(f"the ranks resumed at steps {lowest} to {highest}: every rank must see the "
+                              f"same {run.out_dir} (a folder all nodes share)")
+
+
+def _decide(run: RunState, stop: StopRequest) -> tuple[float, bool, bool]:
     """(training seconds so far, checkpoint now?, Ctrl-C?), the same on every rank.
 
     Each answer starts or skips a collective (a checkpoint gathers every rank's RNG state;
@@ -259,7 +199,7 @@ def _decide(run: _Run, stop: StopRequest) -> tuple[float, bool, bool]:
     return elapsed, due_votes > 0, interrupted > 0
 
 
-def _train_step(run: _Run, mult: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _train_step(run: RunState, mult: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over ``grad_accum`` micro-batches: (summed micro losses, grad norm)."""
     cfg = run.cfg
     for opt in run.optimizers:
@@ -284,10 +224,13 @@ def _train_step(run: _Run, mult: float) -> tuple[torch.Tensor, torch.Tensor]:
     return loss_sum, grad_norm
 
 
-def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, mult: float, bar: tqdm,
+def _train_metrics(run: RunState, loss_sum: torch.Tensor, grad_norm: torch.Tensor, mult: float, bar: tqdm,
                    elapsed: float) -> dict:  # fmt: skip
     """Train loss (mean over ranks), lr, grad norm and throughput since the last log."""
     train_loss = float(_mean_over_ranks(loss_sum / run.cfg.grad_accum, run))
+    if not math.isfinite(train_loss):  # the same mean on every rank: all of them stop here
+        raise TrainingDiverged(f"training diverged: train loss {train_loss} at step {run.step}; "
+                               f"{_diverged_advice(run)}")
     t_now = time.perf_counter()
     run.tok_s = (run.step - run.step_log) * run.tokens_per_step / max(t_now - run.t_log, 1e-9)
     run.tokens_timed += (run.step - run.step_log) * run.tokens_per_step
@@ -301,11 +244,11 @@ def _train_metrics(run: _Run, loss_sum: torch.Tensor, grad_norm: torch.Tensor, m
     return metrics
 
 
-def _time_left(run: _Run, elapsed: float) -> str:
+def _time_left(run: RunState, elapsed: float) -> str:
     return time_left(run.cfg, run.step, elapsed, run.step_at_start, run.elapsed_before)
 
 
-def _eval_in_training(run: _Run, elapsed: float, train_loss: float, bar: tqdm) -> dict[str, float]:
+def _eval_in_training(run: RunState, elapsed: float, train_loss: float, bar: tqdm) -> dict[str, float]:
     """Score ``eval_windows`` of val, remember the best weights, print one line (rank 0)."""
     cfg = run.cfg
     val = _evaluate(run, cfg.eval_windows)
@@ -319,22 +262,31 @@ def _eval_in_training(run: _Run, elapsed: float, train_loss: float, bar: tqdm) -
     return {"val_loss": val["val_loss"], "val_bpc": val["val_bpc"]}
 
 
-def _evaluate(run: _Run, max_windows: int) -> dict[str, float]:
+def _evaluate(run: RunState, max_windows: int) -> dict[str, float]:
     # Eager: compiling the eval shapes too would spend the training budget on recompiles.
     return evaluate(run.raw_model, run.data_dir / "val.bin", run.model_config.block_size, run.cfg.batch_size,
                     run.token_chars, max_windows=max_windows, device=run.device, autocast=run.autocast,
                     rank=run.rank, world_size=run.world)  # fmt: skip
 
 
-def _checkpoint(run: _Run, elapsed: float) -> None:
+def _checkpoint(run: RunState, elapsed: float) -> None:
     start = time.perf_counter()
     _save(run, elapsed)
     run.t_ckpt, run.step_ckpt = time.perf_counter(), run.step
     run.t_log += run.t_ckpt - start  # checkpoint time is not training throughput
 
 
-def _save(run: _Run, elapsed_s: float) -> None:
-    """Write the training state (rank 0; every rank sends its RNG state)."""
+def _diverged_advice(run: RunState) -> str:
+    return (f"nothing past step {run.step_ckpt} was saved; lower the learning rates (matrix_lr, embedding_lr, "
+            "head_lr) or train in float32 (dtype), then run again")
+
+
+def _save(run: RunState, elapsed_s: float) -> None:
+    """Write the training state (rank 0; every rank sends its RNG state), never weights that
+    are not finite (the ranks' weights are equal under DDP, so all of them decide alike)."""
+    if not all(bool(torch.isfinite(p).all()) for p in run.raw_model.parameters()):
+        raise TrainingDiverged(f"training diverged: the weights are not finite at step {run.step}; "
+                               f"{_diverged_advice(run)}")
     rng = [rng_state(run.device)]
     if run.world > 1:
         rng = [None] * run.world
@@ -348,7 +300,7 @@ def _save(run: _Run, elapsed_s: float) -> None:
         })  # fmt: skip
 
 
-def _finish(run: _Run) -> TrainResult:
+def _finish(run: RunState) -> TrainResult:
     """Save the training state, pick the kept weights, score them on the whole val split."""
     cfg = run.cfg
     elapsed = run.elapsed_before + time.perf_counter() - run.t0
@@ -374,7 +326,7 @@ def _finish(run: _Run) -> TrainResult:
         steps=run.step, best_step=run.best["step"] if cfg.keep_best else run.step,
         tokens_seen=run.step * run.tokens_per_step, elapsed_s=elapsed, tokens_per_s=tokens_per_s,
         mfu=tokens_per_s * run.flops_per_token / (run.peak * run.world) if run.peak else None,
-        history=run.history, weights_path=weights_path, config_path=config_path,
+        history=run.history, weights_path=weights_path, config_path=config_path, dtype=run.dtype,
     )  # fmt: skip
 
 
@@ -382,7 +334,7 @@ def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
-def _mean_over_ranks(t: torch.Tensor, run: _Run) -> torch.Tensor:
+def _mean_over_ranks(t: torch.Tensor, run: RunState) -> torch.Tensor:
     if run.world == 1:
         return t
     out = t.detach().double().reshape(1).to(run.comm_device)

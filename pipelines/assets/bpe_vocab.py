@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from lexgpt.data import shards
-from lexgpt.infra.hashing import sha256_file, short
+from lexgpt.infra.hashing import sha256_bytes, sha256_file, sha256_json, short
 from lexgpt.tokenizer.bpe import BPETokenizer
 from lexgpt.tokenizer.tokenizer_export import export_hf
 from pipelines.assets.cleaned_corpus import cleaned_corpus
@@ -49,6 +49,7 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
     tokenizer.save(out)
     export_hf(tokenizer, layout.hf_tokenizer_file())
     digest = sha256_file(out)
+    token_chars_sha = sha256_bytes(BPETokenizer.load(out).token_char_counts().tobytes())  # as downstream reads them
     held_out = [texts[i] for i in val_ids]
     n_tokens = sum(len(ids) for ids in tokenizer.encode_batch(held_out))
     chars_per_token = sum(len(t) for t in held_out) / max(n_tokens, 1)
@@ -72,8 +73,11 @@ def bpe_vocab(context: dg.AssetExecutionContext, config: BPEConfig, lake: DataLa
             **layout.files_metadata("bpe_vocab"),
         },
         # The file is deterministic (same corpus + config -> same bytes), and config is
-        # folded in by the hash: a new vocab size makes the shards stale.
-        data_version=dg.DataVersion(short(digest)),
+        # folded in by the hash: a new vocab size makes the shards stale. So are the
+        # characters each token decodes to, which every bits/char divides by: computed from
+        # the file by lexgpt.tokenizer.bpe, an edit there that changes them re-versions the
+        # vocab and so re-scores the baseline and the model.
+        data_version=dg.DataVersion(short(sha256_json({"tokenizer": digest, "token_chars": token_chars_sha}))),
     )
 
 

@@ -40,6 +40,21 @@ from pipelines.training_process import LAUNCHER_PID_ENV
 from pipelines.versioning import code_version
 
 
+# The code that decides the weights. Also part of a run's work-folder key: after an edit of
+# this code a materialization trains afresh instead of resuming (or reusing) the old code's run.
+TRAINING_CODE_VERSION = code_version(
+    "lexgpt.modeling.model", "lexgpt.modeling.checkpoint", "lexgpt.data.dataloader", "lexgpt.evaluation.loss_eval",
+    "lexgpt.training.sizing", "lexgpt.training.train_loop", "lexgpt.training.run_state",
+    "lexgpt.training.train_config", "lexgpt.training.optim",
+    "lexgpt.training.muon", "lexgpt.training.train_progress", "lexgpt.training.device",
+    "pipelines.assets.trained_model", "pipelines.training_process",
+)
+# The code that turns weights and val text into bits/char. Recorded with the score, so the
+# champion gate compares like with like (registered_model re-scores the champion when its
+# score came from other code, other val text or another precision).
+SCORING_CODE_VERSION = code_version("lexgpt.evaluation.loss_eval", "lexgpt.modeling.model")
+
+
 @defaults_from_file("trained_model")  # LEXGPT_CONFIG, see pipelines/run_defaults.py
 class TrainingConfig(dg.Config):
     """Training run config. ``None`` fields take the preset's (or the library's) default.
@@ -101,7 +116,7 @@ def size_to_budget(config: TrainingConfig, train_tokens: int, vocab_size: int, c
     from lexgpt.training.train_config import TrainConfig
 
     minutes = config.max_minutes or TrainConfig.for_preset("gpu-small" if cuda else "cpu-small").max_minutes
-    return sizing.plan_here(minutes * 60, train_tokens, vocab_size, ranks=ranks if cuda else 1,
+    return sizing.plan_here(minutes * 60, train_tokens, vocab_size, ranks=ranks,
                             dtype=config.dtype or "auto", compile=config.compile)
 
 
@@ -128,6 +143,16 @@ def _copy_into_lake(layout: LakeLayout, work_dir: Path, model_cfg) -> Path:
             shutil.copyfile(src, tmp)
     atomic.write_json(layout.model_config_file(), model_cfg.to_dict())
     return weights
+
+
+def _drop_other_runs(work_dir: Path) -> None:
+    """Once a run's weights are in the lake, the work folders of other runs (other code,
+    config or inputs: interrupted, or superseded) serve nothing: they go, which bounds the
+    disk the checkpoints take. This run's stays: materializing again with the same code,
+    config and inputs finds it finished and re-scores those weights instead of retraining."""
+    for other in work_dir.parent.iterdir():
+        if other.is_dir() and other != work_dir:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _train_in_pipes(context: dg.AssetExecutionContext, mlflow: MlflowTracking, trainer: TrainingLauncher,
@@ -158,16 +183,11 @@ def _train_in_pipes(context: dg.AssetExecutionContext, mlflow: MlflowTracking, t
 @dg.asset(
     group_name=MODEL_GROUP,
     deps=[token_shards, bpe_vocab],
-    code_version=code_version(
-        "lexgpt.modeling.model", "lexgpt.modeling.checkpoint", "lexgpt.data.dataloader", "lexgpt.evaluation.loss_eval",
-        "lexgpt.training.sizing", "lexgpt.training.train_loop", "lexgpt.training.train_config", "lexgpt.training.optim",
-        "lexgpt.training.muon", "lexgpt.training.train_progress", "lexgpt.training.device",
-        "pipelines.assets.trained_model", "pipelines.training_process",
-    ),
+    code_version=TRAINING_CODE_VERSION,
     description="A GPT trained from scratch on the token shards (sized to the time budget and "
     "this machine's measured speed unless a preset is set), in its own process tree (torchrun over every visible GPU) launched through "
-    "Dagster Pipes, with live metrics in MLflow. Resumes from its last checkpoint if a run "
-    "with the same inputs and config was interrupted.",
+    "Dagster Pipes, with live metrics in MLflow. A run with the same inputs, config and training "
+    "code continues from its last checkpoint (an interrupted one resumes, a finished one is reused).",
     owners=["team:model"],
     kinds={"pytorch", "mlflow"},
 )
@@ -188,7 +208,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
     inputs = {"vocab_version": latest_data_version(context.instance, bpe_vocab.key),
               "shards_version": latest_data_version(context.instance, token_shards.key)}
     full_config = {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg)}
-    run_key = sha256_json({"config": full_config, "inputs": inputs})[:16]
+    run_key = sha256_json({"config": full_config, "inputs": inputs, "code": TRAINING_CODE_VERSION})[:16]
     work_dir = layout.training_run_dir(run_key)
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_file = work_dir / "plan.json"
@@ -206,6 +226,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
                   mlflow_run_id=run_id, run_key=run_key, val_bpc=round(reported["val_bpc"], 4),
                   val_loss=round(reported["val_loss"], 4), steps=reported.get("steps"),
                   auto_plan=sized.to_dict() if sized else None)
+    _drop_other_runs(work_dir)
     from lexgpt.modeling.model import GPT
 
     return dg.MaterializeResult(
@@ -218,6 +239,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, lak
             "val_loss": round(reported["val_loss"], 4),
             "val_bpc": round(reported["val_bpc"], 4),
             "val_fraction": reported["val_fraction"],
+            "val_dtype": reported.get("dtype", "float32"),  # the precision of the score
+            "scoring_version": SCORING_CODE_VERSION,
             "tokens_per_s": round(reported["tokens_per_s"]),
             **({"mfu": round(reported["mfu"], 4)} if reported.get("mfu") is not None else {}),
             "max_val_bpc": config.max_val_bpc,  # the bound val_bpc_within_bound checks
