@@ -69,6 +69,16 @@ def module_source_hash(*modules: str) -> str:
     return sha256_bytes("\n".join(parts).encode())
 
 
+_MODULES: dict[str, tuple[str, ...]] = {}  # code version -> the modules it hashes
+
+
 def code_version(*modules: str, extra: object = None) -> str:
     """A short code version from module code plus anything else the output depends on."""
-    return sha256_json({"modules": module_source_hash(*modules), "extra": extra})[:16]
+    version = sha256_json({"modules": module_source_hash(*modules), "extra": extra})[:16]
+    _MODULES[version] = modules
+    return version
+
+
+def modules_of(version: str) -> tuple[str, ...]:
+    """The modules a :func:`code_version` hashed (tests check the lists cover what runs)."""
+    return _MODULES[version]

@@ -49,7 +49,8 @@ class SamplesConfig(dg.Config):
     deps=[registered_model],
     code_version=code_version("lexgpt.generation.generate", "lexgpt.generation.generation_params",
                               "lexgpt.tracking.packaging", "lexgpt.modeling.model_files", "lexgpt.modeling.checkpoint",
-                              "lexgpt.modeling.model", "lexgpt.tokenizer.bpe", "pipelines.assets.evaluation_samples"),
+                              "lexgpt.modeling.model", "lexgpt.tokenizer.bpe", "lexgpt.tokenizer.tokenizer_file",
+                              "pipelines.assets.evaluation_samples"),
     description="Seeded samples from the model version registered_model registered, "
     "for a fixed list of questions in the notebook's podcast question-answer framing; "
     "sampled with `lexgpt generate`'s defaults (lexgpt.generation.generate.GenerationParams).",

@@ -38,7 +38,7 @@ class NgramConfig(dg.Config):
 @dg.asset(
     group_name=MODEL_GROUP,  # shown next to the model it is the bar for
     deps=[token_shards, bpe_vocab],
-    code_version=code_version("lexgpt.evaluation.ngram", "pipelines.assets.ngram_baseline"),
+    code_version=code_version("lexgpt.evaluation.ngram", "lexgpt.data.shards", "pipelines.assets.ngram_baseline"),
     description="Interpolated modified Kneser-Ney token n-gram (order 5) fitted on the train "
     "shard and scored on every val token: the bits/char a neural model must beat.",
     owners=["team:model"],

@@ -118,7 +118,8 @@ def _rescored_champion(champion, score: dict[str, str], val_texts: list[str], na
     code_version=code_version(
         "lexgpt.tracking.runs", "lexgpt.tracking.run_artifacts", "lexgpt.tracking.plots", "lexgpt.tracking.packaging",
         "lexgpt.tracking.registry", "lexgpt.tracking.mlflow_model", "lexgpt.modeling.model_files",
-        "lexgpt.modeling.model", "lexgpt.modeling.checkpoint", "lexgpt.tokenizer.bpe", "lexgpt.training.device",
+        "lexgpt.modeling.model", "lexgpt.modeling.checkpoint", "lexgpt.tokenizer.bpe", "lexgpt.tokenizer.tokenizer_file",
+        "lexgpt.data.shards", "lexgpt.training.device",
         "lexgpt.evaluation.loss_eval", "pipelines.lake", "pipelines.assets.registered_model",
     ),
     description="trained_model's weights registered as a version of `lexgpt` in MLflow (loss curve, "

@@ -18,7 +18,8 @@ from pipelines.versioning import code_version
 @dg.asset(
     group_name=TOKENS_GROUP,
     deps=[cleaned_corpus, bpe_vocab],
-    code_version=code_version("lexgpt.tokenizer.bpe", "lexgpt.data.shards", "pipelines.assets.token_shards"),
+    code_version=code_version("lexgpt.tokenizer.bpe", "lexgpt.tokenizer.tokenizer_file", "lexgpt.data.shards",
+                              "pipelines.assets.token_shards"),
     description="Every episode encoded and joined by <|endoftext|>, as uint16 train/val "
     "shards (memory-mappable) plus a manifest. Val = episodes whose id is divisible by 20.",
     owners=["team:model"],

@@ -43,7 +43,8 @@ from pipelines.versioning import code_version
 # The code that decides the weights. Also part of a run's work-folder key: after an edit of
 # this code a materialization trains afresh instead of resuming (or reusing) the old code's run.
 TRAINING_CODE_VERSION = code_version(
-    "lexgpt.modeling.model", "lexgpt.modeling.checkpoint", "lexgpt.data.dataloader", "lexgpt.evaluation.loss_eval",
+    "lexgpt.modeling.model", "lexgpt.modeling.checkpoint", "lexgpt.data.dataloader", "lexgpt.data.shards",
+    "lexgpt.evaluation.loss_eval",
     "lexgpt.training.sizing", "lexgpt.training.train_loop", "lexgpt.training.run_state",
     "lexgpt.training.train_config", "lexgpt.training.optim",
     "lexgpt.training.muon", "lexgpt.training.train_progress", "lexgpt.training.device",
