@@ -115,44 +115,45 @@ def config_hash(config: dict[str, Any]) -> str:
     return sha256_json(dict(config))[:16]
 
 
-def _latest_materialization_record(instance: dg.DagsterInstance, key: dg.AssetKey):
-    records = instance.fetch_materializations(key, limit=1).records  # newest first
-    return records[0] if records else None
+def _evaluation_on_latest(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey):
+    """``(has a materialization, the check's latest evaluation if it was made on the asset's
+    latest materialization, else None)``: in the run that made it, or later on its own (the
+    UI's Checks tab), where Dagster records which materialization it read."""
+    records = instance.fetch_materializations(check_key.asset_key, limit=1).records  # newest first
+    if not records:
+        return False, None
+    latest, record = records[0], instance.get_latest_asset_check_evaluation_record(check_key)
+    if record is None:
+        return True, None
+    target = getattr(record.evaluation, "target_materialization_data", None)
+    on_latest = target.storage_id == latest.storage_id if target is not None else record.run_id == latest.run_id
+    return True, record if on_latest else None
 
 
-def _targets(evaluation_record, materialization) -> bool:
-    """Whether a check evaluation was made on this materialization: in the run that made it,
-    or later on its own (the UI's Checks tab), where Dagster records which one it read."""
-    target = getattr(evaluation_record.evaluation, "target_materialization_data", None)
-    if target is not None:
-        return target.storage_id == materialization.storage_id
-    return evaluation_record.run_id == materialization.run_id
+def _failure(record) -> str | None:
+    """Why an evaluation failed ("" if it said nothing); None if it did not fail."""
+    if record is None or record.status.value != "FAILED":
+        return None
+    return (record.evaluation.description if record.evaluation is not None else None) or ""
 
 
 def failed_blocking_check(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> str | None:
     """Why ``check_key`` failed on its asset's latest materialization ("" if it said nothing);
     None if its latest evaluation there did not fail (passed, or never ran on it)."""
-    materialization = _latest_materialization_record(instance, check_key.asset_key)
-    record = instance.get_latest_asset_check_evaluation_record(check_key)
-    if materialization is None or record is None or record.status.value != "FAILED":
-        return None
-    if not _targets(record, materialization):
-        return None
-    return (record.evaluation.description if record.evaluation is not None else None) or ""
+    return _failure(_evaluation_on_latest(instance, check_key)[1])
 
 
 def blocking_check_refusal(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> str | None:
     """None if ``check_key`` passed on its asset's latest materialization; else one line why
     not (it failed, or it has not run on that materialization)."""
-    why = failed_blocking_check(instance, check_key)
+    materialized, record = _evaluation_on_latest(instance, check_key)
+    if not materialized:
+        return f"has no materialization for {check_key.name} to check"
+    why = _failure(record)
     if why is not None:
         return f"failed {check_key.name}" + (f" ({why})" if why else "")
-    materialization = _latest_materialization_record(instance, check_key.asset_key)
-    record = instance.get_latest_asset_check_evaluation_record(check_key)
-    if materialization is None:
-        return f"has no materialization for {check_key.name} to check"
-    if record is None or not _targets(record, materialization) or record.status.value != "SUCCEEDED":
+    if record is None or record.status.value != "SUCCEEDED":
+        asset = check_key.asset_key.to_user_string()
         return (f"has not passed {check_key.name} on its latest materialization (it did not run there): "
-                f"execute the check (UI: {check_key.asset_key.to_user_string()} > Checks) or materialize "
-                f"{check_key.asset_key.to_user_string()} with it")
+                f"execute the check (UI: {asset} > Checks) or materialize {asset} with it")
     return None

@@ -31,7 +31,8 @@ NEUTRAL = {
     "lexgpt.tracking.mlflow_quiet": "MLflow's terminal noise",
     "lexgpt.tracking.moved_home": "MLflow artifact paths of a moved home",
     "lexgpt.tracking.mlflow_model": "the pyfunc class registered for serving, not run by an asset",
-    "lexgpt.tracking.registry": "looking versions up; the gate's rules are registered_model's",
+    "lexgpt.tracking.registry": "looking a version up by alias (the gate's rules live here too: "
+                                "registered_model lists it)",
     "lexgpt.generation.generate": "the served model's generation, registered, not run there",
     "lexgpt.generation.generation_params": "the served model's defaults, registered, not run there",
 }

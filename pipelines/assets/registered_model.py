@@ -35,10 +35,11 @@ from pipelines.lake import (
 )
 from pipelines.lake_layout import LakeLayout
 from pipelines.resources import DataLake, MlflowTracking
-from pipelines.versioning import code_version
+from pipelines.versioning import code_version, modules_of
 
 WEIGHTS_SHA_TAG = "weights_sha256"
 SCORE_TAGS = ("val_text_sha256", "scoring_version", "val_dtype")  # what a version's val_bpc was measured with
+_SHARDS_TAG = INPUT_VERSION_TAG + token_shards.key.to_user_string()  # the shards an asset was made from
 _INPUTS = {"corpus_version": cleaned_corpus, "vocab_version": bpe_vocab, "shards_version": token_shards,
            "weights_version": trained_model}
 
@@ -69,13 +70,12 @@ def _refuse_stale_weights(context: dg.AssetExecutionContext, layout: LakeLayout,
     if sha256_file(layout.model_weights_file()) != model.get("weights_sha256"):
         raise NotRegistered(f"{layout.model_weights_file()} is not the file trained_model recorded (written by "
                             f"a run that did not finish?): {redo}")
-    shards_tag = INPUT_VERSION_TAG + token_shards.key.to_user_string()
-    if latest_tags(context.instance, trained_model.key).get(shards_tag) != latest_data_version(
+    if latest_tags(context.instance, trained_model.key).get(_SHARDS_TAG) != latest_data_version(
             context.instance, token_shards.key):
         raise NotRegistered(f"trained_model was trained on other token shards than the lake's: {redo}")
     if model.get("scoring_version") != SCORING_CODE_VERSION:
         raise NotRegistered(f"trained_model's val_bpc was measured by other scoring code than today's "
-                            f"(lexgpt.evaluation.loss_eval, lexgpt.modeling.model): {redo}")
+                            f"({', '.join(modules_of(SCORING_CODE_VERSION))}): {redo}")
 
 
 def _val_texts(layout: LakeLayout) -> list[str]:
@@ -136,9 +136,8 @@ def registered_model(context: dg.AssetExecutionContext, lake: DataLake, mlflow: 
     _refuse_stale_weights(context, layout, model)
     run_id, val_bpc, weights_sha = model["mlflow_run_id"], float(model["val_bpc"]), model["weights_sha256"]
     baseline = layout.read_ngram_result()
-    shards_tag = INPUT_VERSION_TAG + token_shards.key.to_user_string()  # made from the same shards?
-    same_shards = (latest_tags(context.instance, trained_model.key).get(shards_tag)
-                   == latest_tags(context.instance, ngram_baseline.key).get(shards_tag))
+    same_shards = (latest_tags(context.instance, trained_model.key).get(_SHARDS_TAG)
+                   == latest_tags(context.instance, ngram_baseline.key).get(_SHARDS_TAG))
     val_texts = _val_texts(layout)
     val_text_sha = sha256_json(val_texts)[:16]
     lineage = {k: latest_data_version(context.instance, a.key) for k, a in _INPUTS.items()}
